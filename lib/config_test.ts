@@ -1,0 +1,283 @@
+import { deepStrictEqual, equal, throws } from "node:assert/strict";
+import { fileURLToPath as fromFileUrl } from "node:url";
+import { ConfigError } from "./errors.ts";
+import { applyQuick, closest, loadConfig, parseYaml, topologyWarnings, validateSources } from "./config.ts";
+import type { CpuTopology } from "./cpuset.ts";
+
+const MODELS = `models:
+  tiny:
+    name: "Tiny"
+    type: text_embedding
+    architecture: xlm-roberta
+    source: embedded
+    max_seq_length: 128
+    embedding_dim: 64
+    multilingual: true
+    pooling: cls
+    normalize: true
+`;
+
+const CONFIG = `active_models: [tiny]
+frameworks: [torch, candle]
+scenarios:
+  - name: single_query
+    concurrency: 1
+    num_requests: 10
+    batch_size: 1
+input:
+  sequence_lengths: [32]
+  warmup_requests: 5
+cpus:
+  server: "0"
+  loadgen: "1"
+container:
+  memory_limit: "2g"
+  max_batch: 64
+  max_inflight: 1
+  health_timeout_s: 60
+max_error_rate: 0.01
+`;
+
+const HOST: CpuTopology = {
+  online: [0, 1, 2, 3],
+  coreOf: new Map([[0, "0,2"], [1, "1,3"], [2, "0,2"], [3, "1,3"]]),
+};
+
+function problems(models: string, config: string): string[] {
+  try {
+    validateSources(parseYaml("models.yaml", models), parseYaml("benchmark_config.yaml", config), {
+      topology: HOST,
+    });
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+Deno.test("validateSources() accepts a minimal valid pair", () => {
+  deepStrictEqual(problems(MODELS, CONFIG), []);
+});
+
+Deno.test("loadConfig() accepts the committed models.yaml and benchmark_config.yaml", async () => {
+  const root = fromFileUrl(new URL("..", import.meta.url));
+  const loaded = await loadConfig(`${root}/models.yaml`, `${root}/benchmark_config.yaml`);
+  equal(loaded.config.scenarios.length, 5);
+  deepStrictEqual(loaded.config.concurrency_sweep?.levels, [1, 2, 4, 8, 16, 32, 64, 128]);
+  for (
+    const id of [
+      "bge-m3",
+      "embeddinggemma-300m",
+      "qwen3-embedding-0.6b",
+      "siglip",
+      "clip",
+      "tiny-xlmr",
+      "minilm",
+    ]
+  ) {
+    equal(typeof loaded.models.models[id], "object", id);
+  }
+  deepStrictEqual(applyQuick(loaded.config).active_models, ["tiny-xlmr"]);
+});
+
+/** Malformed configurations: each must be refused with exactly these messages. */
+const CASES: { name: string; models?: [string, string]; config?: [string, string]; expect: string[] }[] = [
+  {
+    name: "an enum value outside its choices",
+    models: ["pooling: cls", "pooling: max"],
+    expect: [
+      'Cannot load models.yaml: models.tiny.pooling is "max", expected one of cls, mean, last_token (line 10:14)',
+    ],
+  },
+  {
+    name: "a string where an integer belongs",
+    models: ["embedding_dim: 64", 'embedding_dim: "sixty-four"'],
+    expect: [
+      'Cannot load models.yaml: models.tiny.embedding_dim is "sixty-four", expected a number (line 8:20)',
+    ],
+  },
+  {
+    name: "an unknown key with a suggestion",
+    models: ["normalize: true", "normalise: true"],
+    expect: [
+      "Cannot load models.yaml: models.tiny.normalize is missing, expected true or false (line 3:5)",
+      'Cannot load models.yaml: models.tiny.normalise is not a known field, did you mean "normalize"? (line 11:5)',
+    ],
+  },
+  {
+    name: "a missing required field",
+    models: ["    multilingual: true\n", ""],
+    expect: [
+      "Cannot load models.yaml: models.tiny.multilingual is missing, expected true or false (line 3:5)",
+    ],
+  },
+  {
+    name: "a huggingface model without its id",
+    models: ["source: embedded", "source: huggingface"],
+    expect: [
+      "Cannot load models.yaml: models.tiny.huggingface_id is required when source is huggingface (line 3:5)",
+    ],
+  },
+  {
+    name: "a YAML syntax error",
+    config: ["frameworks: [torch, candle]", "frameworks: [torch, candle"],
+    expect: [
+      "Cannot load benchmark_config.yaml: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ] (line 3:1)",
+    ],
+  },
+  {
+    name: "a duplicate key",
+    config: ["max_error_rate: 0.01", "max_error_rate: 0.01\nmax_error_rate: 0.02"],
+    expect: ["Cannot load benchmark_config.yaml: YAML syntax error: Map keys must be unique (line 20:1)"],
+  },
+  {
+    name: "an unknown active model",
+    config: ["active_models: [tiny]", "active_models: [tiyn]"],
+    expect: [
+      'Cannot load benchmark_config.yaml: active_models[0] is "tiyn", which models.yaml does not define: did you mean "tiny"? (line 1:17)',
+    ],
+  },
+  {
+    name: "an unknown framework",
+    config: ["frameworks: [torch, candle]", "frameworks: [torch, tensorflow]"],
+    expect: [
+      'Cannot load benchmark_config.yaml: frameworks[1] is "tensorflow", expected one of torch, onnxruntime, onnx-cpp, ort-rust, candle, openvino (line 2:21)',
+    ],
+  },
+  {
+    name: "a negative request count",
+    config: ["num_requests: 10", "num_requests: -10"],
+    expect: [
+      "Cannot load benchmark_config.yaml: scenarios[0].num_requests is -10, expected a number > 0 (line 6:19)",
+    ],
+  },
+  {
+    name: "a fractional concurrency",
+    config: ["concurrency: 1", "concurrency: 1.5"],
+    expect: [
+      "Cannot load benchmark_config.yaml: scenarios[0].concurrency is 1.5, expected an integer (line 5:18)",
+    ],
+  },
+  {
+    name: "a malformed cpuset",
+    config: ['server: "0"', 'server: "0-"'],
+    expect: [
+      'Cannot load benchmark_config.yaml: cpus.server is "0-": "0-" is not a CPU number or range, expected forms such as "3" or "0-3" (line 12:11)',
+    ],
+  },
+  {
+    name: "a cpuset naming CPUs the host lacks",
+    config: ['loadgen: "1"', 'loadgen: "1,7-8"'],
+    expect: [
+      'Cannot load benchmark_config.yaml: cpus.loadgen is "1,7-8", but CPU 7, 8 does not exist on this host (online: 0,1,2,3) (line 13:12)',
+    ],
+  },
+  {
+    name: "overlapping server and loadgen cpusets",
+    config: ['loadgen: "1"', 'loadgen: "0-1"'],
+    expect: [
+      'Cannot load benchmark_config.yaml: cpus.loadgen is "0-1", which overlaps cpus.server "0" on CPU 0, expected disjoint sets (line 13:12)',
+    ],
+  },
+  {
+    name: "an empty list",
+    config: ["sequence_lengths: [32]", "sequence_lengths: []"],
+    expect: [
+      "Cannot load benchmark_config.yaml: input.sequence_lengths is an empty list, expected at least 1 item(s) (line 9:21)",
+    ],
+  },
+  {
+    name: "an error rate above one",
+    config: ["max_error_rate: 0.01", "max_error_rate: 5"],
+    expect: ["Cannot load benchmark_config.yaml: max_error_rate is 5, expected a number ≤ 1 (line 19:17)"],
+  },
+  {
+    name: "a malformed memory limit",
+    config: ['memory_limit: "2g"', 'memory_limit: "two gigs"'],
+    expect: [
+      'Cannot load benchmark_config.yaml: container.memory_limit is "two gigs", expected a size such as "16g", "512m" or "1073741824" (line 15:17)',
+    ],
+  },
+  {
+    name: "a duplicate scenario name",
+    config: [
+      "    batch_size: 1\ninput:",
+      "    batch_size: 1\n  - name: single_query\n    concurrency: 2\n    num_requests: 10\n    batch_size: 1\ninput:",
+    ],
+    expect: [
+      'Cannot load benchmark_config.yaml: scenarios[1].name is "single_query", which an earlier scenario uses (line 8:11)',
+    ],
+  },
+  {
+    name: "a mapping where a list belongs",
+    config: ["active_models: [tiny]", "active_models: {tiny: true}"],
+    expect: ["Cannot load benchmark_config.yaml: active_models is a mapping, expected a list (line 1:16)"],
+  },
+  {
+    name: "several errors in one file, all reported",
+    config: ["concurrency: 1", "concurrency: 0\n    think_time: 3"],
+    expect: [
+      "Cannot load benchmark_config.yaml: scenarios[0].concurrency is 0, expected a number > 0 (line 5:18)",
+      "Cannot load benchmark_config.yaml: scenarios[0].think_time is not a known field, expected one of name, concurrency, num_requests, batch_size (line 6:5)",
+    ],
+  },
+];
+
+for (const c of CASES) {
+  Deno.test(`validateSources() refuses ${c.name}`, () => {
+    const models = c.models ? replaceOnce(MODELS, ...c.models) : MODELS;
+    const config = c.config ? replaceOnce(CONFIG, ...c.config) : CONFIG;
+    deepStrictEqual(problems(models, config), c.expect);
+  });
+}
+
+function replaceOnce(text: string, from: string, to: string): string {
+  if (!text.includes(from)) throw new Error(`fixture lacks ${JSON.stringify(from)}`);
+  return text.replace(from, to);
+}
+
+Deno.test("the CLI exits 2 and prints every message for each malformed configuration", async () => {
+  const dir = await Deno.makeTempDir();
+  const main = fromFileUrl(new URL("../main.ts", import.meta.url));
+  const results = await Promise.all(CASES.map(async (c, i) => {
+    const models = `${dir}/models${i}.yaml`;
+    const config = `${dir}/config${i}.yaml`;
+    await Deno.writeTextFile(models, c.models ? replaceOnce(MODELS, ...c.models) : MODELS);
+    await Deno.writeTextFile(config, c.config ? replaceOnce(CONFIG, ...c.config) : CONFIG);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--quiet", main, "validate", "--models", models, "--config", config],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  }));
+  CASES.forEach((c, i) => {
+    const r = results[i]!;
+    equal(r.code, 2, `${c.name}: ${r.stderr}`);
+    // The CLI names files as given; the host-dependent cpuset case may differ on small hosts.
+    if (c.name.includes("host lacks")) return;
+    const expected = c.expect.map((m) =>
+      "error: " + m.replace("models.yaml:", `${dir}/models${i}.yaml:`)
+        .replace("benchmark_config.yaml:", `${dir}/config${i}.yaml:`)
+    );
+    deepStrictEqual(r.stderr.trim().split("\n"), expected, c.name);
+  });
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("topologyWarnings() flags server and loadgen on hyperthread siblings", () => {
+  const { config } = validateSources(
+    parseYaml("models.yaml", MODELS),
+    parseYaml("benchmark_config.yaml", CONFIG.replace('loadgen: "1"', 'loadgen: "2"')),
+    { topology: HOST },
+  );
+  deepStrictEqual(topologyWarnings(config, HOST), [
+    "cpus.server and cpus.loadgen share physical core(s) {0,2} (hyperthread siblings): the load generator steals cycles from the server",
+  ]);
+  throws(() => parseYaml("x.yaml", "a: [1"), ConfigError);
+});
+
+Deno.test("closest() suggests near names only", () => {
+  equal(closest("valdate", ["validate", "verify"]), "validate");
+  equal(closest("zzzzzz", ["validate", "verify"]), undefined);
+});

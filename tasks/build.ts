@@ -1,0 +1,7 @@
+/** `embbench build`: not implemented yet. */
+import type { GlobalOptions } from "../lib/context.ts";
+import { NotImplementedError } from "../lib/errors.ts";
+
+export function run(_opts: GlobalOptions, _args: string[], _flags: Record<string, unknown>): Promise<number> {
+  throw new NotImplementedError("embbench build is not implemented yet");
+}

@@ -1,0 +1,7 @@
+/** `embbench convert`: not implemented yet. */
+import type { GlobalOptions } from "../lib/context.ts";
+import { NotImplementedError } from "../lib/errors.ts";
+
+export function run(_opts: GlobalOptions, _args: string[], _flags: Record<string, unknown>): Promise<number> {
+  throw new NotImplementedError("embbench convert is not implemented yet");
+}
