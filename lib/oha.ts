@@ -1,0 +1,208 @@
+/**
+ * Runs the oha load generator for one cell and parses its JSON output into typed results.
+ *
+ * oha's JSON is treated as a contract: the version is pinned (lib/versions.ts), the fields read are
+ * checked with a schema, and lib/testdata/ holds recorded outputs the parser is tested on.
+ */
+import { z } from "zod";
+import { RunError } from "./errors.ts";
+
+/** What oha is asked to do for one cell. */
+export interface OhaOptions {
+  url: string;
+  /** File holding the request body (JSON). */
+  bodyFile: string;
+  concurrency: number;
+  /** Number of requests (-n); exclusive with durationS. */
+  requests?: number;
+  /** Run for this long (-z), in seconds; requests still in flight at the deadline are cut. */
+  durationS?: number;
+  /** Fixed request rate (-q) in requests per second. */
+  rateQps?: number;
+  /** With a fixed rate: correct latencies for coordinated omission. */
+  latencyCorrection?: boolean;
+  /** Per-request timeout in seconds (-t). */
+  timeoutS?: number;
+  /** Pin oha to these CPUs with taskset (a cpuset string). */
+  cpus?: string;
+  /** oha's async runtime threads; defaults to the number of CPUs in `cpus`. */
+  workerThreads?: number;
+  /** The oha binary; default "oha" from PATH. */
+  binary?: string;
+}
+
+/** Latency figures in milliseconds. */
+export interface LatencyMs {
+  mean: number;
+  min: number;
+  max: number;
+  p50: number;
+  p90: number;
+  p95: number;
+  p99: number;
+  p999: number;
+}
+
+/** One oha run, parsed. Latencies in milliseconds, throughput in requests per second. */
+export interface OhaSummary {
+  /** Wall time of the measured load, seconds. */
+  durationS: number;
+  /** Responses received, whatever their status. */
+  responses: number;
+  /** Responses with a 2xx status. */
+  successful: number;
+  /** Responses with a non-2xx status. */
+  failedStatus: number;
+  /** Requests that got no response (connection errors, timeouts), by kind; deadline cuts excluded. */
+  errors: Record<string, number>;
+  errorCount: number;
+  /** Requests still in flight when a -z deadline ended the run: neither errors nor successes. */
+  cutAtDeadline: number;
+  /** (failedStatus + errorCount) / (responses + errorCount). */
+  errorRate: number;
+  /** Successful responses per second: oha's own requestsPerSec also counts errors and deadline cuts. */
+  throughputRps: number;
+  /** oha's requestsPerSec, kept for reference. */
+  ohaRequestsPerSec: number;
+  /**
+   * Latency of successful responses (oha's success breakdown); `mean`, `min` and `max` are over all
+   * responses, as oha reports them.
+   */
+  latencyMs: LatencyMs;
+  statusCodes: Record<string, number>;
+}
+
+const percentiles = z.object({
+  p50: z.number().nullable(),
+  p90: z.number().nullable(),
+  p95: z.number().nullable(),
+  p99: z.number().nullable(),
+  "p99.9": z.number().nullable(),
+}).loose();
+
+/** The part of oha's JSON output embbench reads (oha 1.16 with --stats-success-breakdown). */
+const OhaJson = z.object({
+  summary: z.object({
+    successRate: z.number().nullable(),
+    total: z.number(),
+    slowest: z.number().nullable(),
+    fastest: z.number().nullable(),
+    average: z.number().nullable(),
+    requestsPerSec: z.number(),
+  }).loose(),
+  latencyPercentiles: percentiles.partial().loose(),
+  latencyPercentilesSuccessful: percentiles.partial().loose().optional(),
+  statusCodeDistribution: z.record(z.string(), z.number()),
+  errorDistribution: z.record(z.string(), z.number()),
+}).loose();
+
+const DEADLINE = /aborted due to deadline/i;
+
+/** Parses oha's JSON output (seconds) into an OhaSummary (milliseconds). */
+export function parseOhaJson(text: string): OhaSummary {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new RunError(`Cannot parse oha output: ${(e as Error).message}`);
+  }
+  const parsed = OhaJson.safeParse(raw);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0]!;
+    throw new RunError(
+      `Cannot parse oha output: ${first.path.join(".")}: ${first.message} (is oha the pinned version?)`,
+    );
+  }
+  const j = parsed.data;
+  const statusCodes = j.statusCodeDistribution;
+  let successful = 0;
+  let responses = 0;
+  for (const [code, n] of Object.entries(statusCodes)) {
+    responses += n;
+    if (/^2\d\d$/.test(code)) successful += n;
+  }
+  const errors: Record<string, number> = {};
+  let cutAtDeadline = 0;
+  let errorCount = 0;
+  for (const [kind, n] of Object.entries(j.errorDistribution)) {
+    if (DEADLINE.test(kind)) cutAtDeadline += n;
+    else {
+      errors[kind] = n;
+      errorCount += n;
+    }
+  }
+  const failedStatus = responses - successful;
+  const attempted = responses + errorCount;
+  const p = j.latencyPercentilesSuccessful ?? j.latencyPercentiles;
+  const ms = (s: number | null | undefined) => (s === null || s === undefined ? NaN : s * 1000);
+  return {
+    durationS: j.summary.total,
+    responses,
+    successful,
+    failedStatus,
+    errors,
+    errorCount,
+    cutAtDeadline,
+    errorRate: attempted === 0 ? 0 : (failedStatus + errorCount) / attempted,
+    throughputRps: j.summary.total > 0 ? successful / j.summary.total : 0,
+    ohaRequestsPerSec: j.summary.requestsPerSec,
+    latencyMs: {
+      mean: ms(j.summary.average),
+      min: ms(j.summary.fastest),
+      max: ms(j.summary.slowest),
+      p50: ms(p.p50),
+      p90: ms(p.p90),
+      p95: ms(p.p95),
+      p99: ms(p.p99),
+      p999: ms(p["p99.9"]),
+    },
+    statusCodes,
+  };
+}
+
+/** The command line for one oha run writing JSON to `outFile`. */
+export function ohaCommand(o: OhaOptions, outFile: string): { cmd: string; args: string[] } {
+  if ((o.requests === undefined) === (o.durationS === undefined)) {
+    throw new RangeError("oha needs exactly one of requests and durationS");
+  }
+  const args = [
+    "--no-tui",
+    "--output-format",
+    "json",
+    "--output",
+    outFile,
+    "--stats-success-breakdown",
+    "-c",
+    String(o.concurrency),
+    ...(o.requests !== undefined ? ["-n", String(o.requests)] : ["-z", `${o.durationS}s`]),
+    ...(o.rateQps !== undefined ? ["-q", String(o.rateQps)] : []),
+    ...(o.rateQps !== undefined && o.latencyCorrection ? ["--latency-correction"] : []),
+    ...(o.timeoutS !== undefined ? ["-t", `${o.timeoutS}s`] : []),
+    ...(o.workerThreads !== undefined ? ["--worker-threads", String(o.workerThreads)] : []),
+    "-m",
+    "POST",
+    "-T",
+    "application/json",
+    "-D",
+    o.bodyFile,
+    o.url,
+  ];
+  const binary = o.binary ?? "oha";
+  return o.cpus ? { cmd: "taskset", args: ["-c", o.cpus, binary, ...args] } : { cmd: binary, args };
+}
+
+/** Runs oha and returns its parsed results; oha's own failures become a RunError with its stderr. */
+export async function runOha(o: OhaOptions, outFile: string, signal?: AbortSignal): Promise<OhaSummary> {
+  const { cmd, args } = ohaCommand(o, outFile);
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", signal }).output();
+  } catch (e) {
+    throw new RunError(`Cannot start oha (${cmd}): ${(e as Error).message}; run 'embbench doctor'`);
+  }
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-5).join("\n");
+    throw new RunError(`oha exited with code ${out.code}: ${err}`);
+  }
+  return parseOhaJson(await Deno.readTextFile(outFile));
+}
