@@ -115,7 +115,12 @@ export function buildProgram(onAction: (action: () => Promise<number | void>) =>
       c.option("--resume <run-dir>", "complete an interrupted run, skipping its finished cells")
         .option("--framework <id...>", "only these frameworks")
         .option("--skip-verify", "benchmark frameworks even if verify fails")
-        .option("--strict", "refuse server and loadgen cpusets that share a physical core"),
+        .option("--strict", "refuse server and loadgen cpusets that share a physical core")
+        .option(
+          "--image <framework=image...>",
+          "use this image for a framework (default embbench/<framework>:latest)",
+        )
+        .option("--models-dir <dir>", "converted models folder (default: models/ next to main.ts)"),
   );
   add(
     "report",

@@ -1,0 +1,219 @@
+/**
+ * Builds the images: the offline base image, then docker/<name>/Dockerfile with the docker/ folder
+ * as context, tagged embbench/<name>:<content-hash> and :latest, with a progress line per image and
+ * the full log kept on disk.
+ */
+import { join, relative } from "node:path";
+import { REPO_ROOT } from "./context.ts";
+import { commandOutput } from "./env.ts";
+import { RunError } from "./errors.ts";
+import { log } from "./log.ts";
+
+export const DOCKER_DIR = join(REPO_ROOT, "docker");
+export const DEFAULT_BASE_IMAGE = "embbench/base:trixie";
+
+/** The outcome of building one image. */
+export interface BuildResult {
+  name: string;
+  tag: string;
+  contentHash: string;
+  imageId: string;
+  seconds: number;
+  steps: number;
+  cachedSteps: number;
+  logFile: string;
+}
+
+/** Makes the offline base image with debootstrap when it is missing (about a minute). */
+export async function ensureBaseImage(tag = DEFAULT_BASE_IMAGE): Promise<void> {
+  if ((await commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag])) !== null) return;
+  if (tag !== DEFAULT_BASE_IMAGE) {
+    throw new RunError(`Base image ${tag} is missing: pull it (docker pull ${tag}) or omit --base-image`);
+  }
+  log.info(
+    `base image ${tag} is missing: making it with debootstrap from the host's Debian mirror (about a minute)`,
+  );
+  const out = await new Deno.Command("bash", {
+    args: [join(DOCKER_DIR, "base", "make_base.sh"), tag],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    const tail = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-30).join("\n");
+    throw new RunError(`Cannot make the base image ${tag}:\n${tail}`);
+  }
+}
+
+/** Copies the host's CA certificates into docker/.certs so Dockerfiles can trust a TLS-intercepting proxy. */
+export async function stageCertificates(): Promise<number> {
+  const target = join(DOCKER_DIR, ".certs");
+  await Deno.mkdir(target, { recursive: true });
+  let n = 0;
+  try {
+    for await (const e of Deno.readDir("/usr/local/share/ca-certificates")) {
+      if (e.isFile && e.name.endsWith(".crt")) {
+        await Deno.copyFile(join("/usr/local/share/ca-certificates", e.name), join(target, e.name));
+        n++;
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return n;
+}
+
+/** Source folders a Dockerfile copies from the docker/ context (first path segment of each COPY source). */
+export function copiedFolders(dockerfile: string): string[] {
+  const folders = new Set<string>();
+  for (const raw of dockerfile.split("\n")) {
+    const line = raw.trim();
+    if (!/^(COPY|ADD)\s/i.test(line) || /--from=/i.test(line)) continue;
+    const parts = line.split(/\s+/).slice(1).filter((p) => !p.startsWith("--"));
+    for (const src of parts.slice(0, -1)) folders.add(src.replace(/^\.\//, "").split("/")[0]!);
+  }
+  return [...folders].filter((f) => f && f !== ".").sort();
+}
+
+const IGNORED = /(^|\/)(target|build|node_modules|__pycache__|\.pytest_cache|\.venv[^/]*)(\/|$)/;
+
+/** sha256 over the Dockerfile, the build arguments and every file it copies: names and contents. */
+export async function contentHash(name: string, buildArgs: Record<string, string>): Promise<string> {
+  const dockerfilePath = join(DOCKER_DIR, name, "Dockerfile");
+  const dockerfile = await Deno.readTextFile(dockerfilePath);
+  const files: string[] = [dockerfilePath];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      const p = join(dir, e.name);
+      if (IGNORED.test(relative(DOCKER_DIR, p))) continue;
+      if (e.isDirectory) await walk(p);
+      else if (e.isFile) files.push(p);
+    }
+  };
+  for (const folder of copiedFolders(dockerfile)) {
+    const p = join(DOCKER_DIR, folder);
+    try {
+      if ((await Deno.stat(p)).isDirectory) await walk(p);
+      else files.push(p);
+    } catch { /* a missing source makes the build fail with Docker's own message */ }
+  }
+  files.sort();
+  const parts: Uint8Array[] = [new TextEncoder().encode(JSON.stringify(Object.entries(buildArgs).sort()))];
+  for (const f of files) {
+    parts.push(new TextEncoder().encode(relative(DOCKER_DIR, f) + "\0"), await Deno.readFile(f));
+  }
+  const total = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    total.set(p, off);
+    off += p.length;
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", total));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("").slice(0, 12);
+}
+
+/**
+ * The docker CLI to build with and whether it speaks BuildKit: `docker buildx`, else an engine-era
+ * CLI (≤ 22) with BuildKit built in, else the legacy builder.
+ */
+export async function dockerBuildCli(): Promise<{ cli: string; buildkit: boolean }> {
+  if (await commandOutput("docker", ["buildx", "version"])) return { cli: "docker", buildkit: true };
+  for (const cli of ["docker", "/usr/bin/docker"]) {
+    const v = await commandOutput(cli, ["version", "--format", "{{.Client.Version}}"]);
+    if (v && Number(v.split(".")[0]) <= 22) return { cli, buildkit: true };
+  }
+  return { cli: "docker", buildkit: false };
+}
+
+/** Reads a build's progress from one output line: BuildKit's "#5 [2/7] RUN ..." or legacy "Step 2/7 : RUN ...". */
+export function parseProgress(line: string): { step?: string; cached?: boolean } {
+  const bk = /^#\d+ \[(?:[\w.-]+ )?(\d+\/\d+)\] (.*)$/.exec(line);
+  if (bk) return { step: `${bk[1]} ${bk[2]}` };
+  const legacy = /^Step (\d+\/\d+) : (.*)$/.exec(line);
+  if (legacy) return { step: `${legacy[1]} ${legacy[2]}` };
+  if (/^#\d+ CACHED$/.test(line) || /^ ---> Using cache$/.test(line)) return { cached: true };
+  return {};
+}
+
+/** Builds one image, streaming its log to `logFile` and a one-line progress to stderr. */
+export async function buildImage(
+  name: string,
+  opts: { baseImage: string; noCache?: boolean; logDir: string; signal?: AbortSignal },
+): Promise<BuildResult> {
+  const buildArgs = { BASE_IMAGE: opts.baseImage };
+  const hash = await contentHash(name, buildArgs);
+  const tag = `embbench/${name}:${hash}`;
+  const { cli, buildkit } = await dockerBuildCli();
+  await Deno.mkdir(opts.logDir, { recursive: true });
+  const logFile = join(opts.logDir, `build-${name}.log`);
+  const file = await Deno.open(logFile, { write: true, create: true, truncate: true });
+  const args = [
+    "build",
+    "--network",
+    "host",
+    ...(buildkit ? ["--progress=plain"] : []),
+    ...(opts.noCache ? ["--no-cache"] : []),
+    "--build-arg",
+    `BASE_IMAGE=${opts.baseImage}`,
+    "-f",
+    join(DOCKER_DIR, name, "Dockerfile"),
+    "-t",
+    tag,
+    "-t",
+    `embbench/${name}:latest`,
+    DOCKER_DIR,
+  ];
+  const started = performance.now();
+  const child = new Deno.Command(cli, {
+    args,
+    env: { DOCKER_BUILDKIT: buildkit ? "1" : "0" },
+    stdout: "piped",
+    stderr: "piped",
+    signal: opts.signal,
+  }).spawn();
+  let steps = 0;
+  let cached = 0;
+  let current = "";
+  const tail: string[] = [];
+  const isTty = Deno.stderr.isTerminal();
+  const show = (text: string) => {
+    const line = `[${name}] ${text}`.slice(0, 150);
+    if (isTty) Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[2K${line}`));
+    else log.info(line);
+  };
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of stream) {
+      await file.write(chunk);
+      pending += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, nl).trimEnd();
+        pending = pending.slice(nl + 1);
+        tail.push(line);
+        if (tail.length > 30) tail.shift();
+        const p = parseProgress(line);
+        if (p.step && p.step !== current) {
+          current = p.step;
+          steps++;
+          show(`step ${p.step}`);
+        }
+        if (p.cached) cached++;
+      }
+    }
+  };
+  await Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const status = await child.status;
+  file.close();
+  if (isTty) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[2K"));
+  const seconds = (performance.now() - started) / 1000;
+  if (!status.success) {
+    throw new RunError(
+      `Building ${name} failed after ${seconds.toFixed(0)} s (exit ${status.code}); last lines:\n${
+        tail.join("\n")
+      }\nfull log: ${logFile}`,
+    );
+  }
+  const imageId = (await commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag])) ?? "";
+  return { name, tag, contentHash: hash, imageId, seconds, steps, cachedSteps: cached, logFile };
+}

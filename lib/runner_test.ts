@@ -1,0 +1,192 @@
+/**
+ * End-to-end tests of the run lifecycle against the real Docker engine, with the contract-shaped
+ * test server image (docker/testserver) standing in for a framework.
+ */
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseYaml, validateSources } from "./config.ts";
+import { DockerEngine } from "./docker.ts";
+import { captureEnvironment } from "./env.ts";
+import { readCells, readRun } from "./results.ts";
+import { runBenchmark } from "./runner.ts";
+import { RUN_LABEL } from "./server.ts";
+import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "./testing.ts";
+
+const MODELS = `models:
+  fake:
+    name: "Hash fixture"
+    type: text_embedding
+    architecture: bert
+    source: embedded
+    max_seq_length: 512
+    embedding_dim: 8
+    multilingual: false
+    pooling: mean
+    normalize: true
+`;
+
+function configYaml(requests: number, levels: number[]): string {
+  return `active_models: [fake]
+frameworks: [torch]
+scenarios:
+  - name: single_query
+    concurrency: 1
+    num_requests: ${requests}
+    batch_size: 1
+  - name: batch_processing
+    concurrency: 2
+    num_requests: ${requests}
+    batch_size: 4
+concurrency_sweep:
+  levels: [${levels.join(", ")}]
+  num_requests: ${requests}
+  batch_size: 1
+input:
+  sequence_lengths: [32, 128]
+  warmup_requests: 3
+cpus:
+  server: "0"
+  loadgen: "1"
+container:
+  memory_limit: "512m"
+  max_batch: 64
+  max_inflight: 1
+  health_timeout_s: 60
+max_error_rate: 0.01
+`;
+}
+
+async function fixture(requests: number, levels: number[]) {
+  const dir = await Deno.makeTempDir({ prefix: "embbench-run-test-" });
+  const modelsDir = join(dir, "models");
+  await Deno.mkdir(join(modelsDir, "fake", "payloads"), { recursive: true });
+  for (const seq of [32, 128]) {
+    for (const b of [1, 4]) {
+      const text = Array.from({ length: seq - 2 }, (_, i) => `w${i}`).join(" ");
+      await Deno.writeTextFile(
+        join(modelsDir, "fake", "payloads", `seq${seq}_b${b}.json`),
+        JSON.stringify({ inputs: Array(b).fill(text) }),
+      );
+    }
+  }
+  await Deno.writeTextFile(join(dir, "models.yaml"), MODELS);
+  await Deno.writeTextFile(join(dir, "config.yaml"), configYaml(requests, levels));
+  return { dir, modelsDir };
+}
+
+const needsDocker = !REQUIRE_DOCKER && !(await dockerAvailable());
+
+Deno.test({
+  name: "runBenchmark() runs every cell's lifecycle with stats and leaves no container",
+  ignore: needsDocker,
+  async fn() {
+    await ensureTestImage();
+    const { dir, modelsDir } = await fixture(60, [1, 2]);
+    const loaded = validateSources(
+      parseYaml("models.yaml", MODELS),
+      parseYaml("config.yaml", configYaml(60, [1, 2])),
+    );
+    const engine = new DockerEngine();
+    const runDir = join(dir, "results", "r1");
+    const summary = await runBenchmark({
+      engine,
+      config: loaded.config,
+      models: loaded.models,
+      runDir,
+      runId: "test-lifecycle",
+      quick: false,
+      frameworks: ["torch"],
+      images: { torch: TEST_IMAGE },
+      modelsDir,
+      cpus: { server: "0", loadgen: "1" },
+      environment: await captureEnvironment(),
+      signal: new AbortController().signal,
+    });
+    equal(summary.failed, 0);
+    equal(summary.ok, 8, "2 sequence lengths × (2 scenarios + 2 sweep levels)");
+    const cells = await readCells(runDir);
+    equal(cells.size, 8);
+    const c = cells.get("fake__torch__batch_processing__seq128")!;
+    equal(c.status, "ok");
+    equal(c.oha!.successful, 60);
+    equal(c.batchSize, 4);
+    ok(c.textsPerSecond! > 0 && Math.abs(c.textsPerSecond! - c.oha!.throughputRps * 4) < 1e-9);
+    ok(c.loadTimeMs! > 0 && c.firstRequestMs! > 0);
+    ok(cells.has("fake__torch__sweep__seq32__c2"));
+    const run = await readRun(runDir);
+    ok(run.endedAt, "a completed run has an end time");
+    equal(run.frameworks.torch?.info?.framework, "testserver");
+    ok(run.environment.cpu.logicalCpus >= 1);
+    deepStrictEqual(await engine.findByLabel(RUN_LABEL, "test-lifecycle"), []);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "a run killed mid-way is completed by --resume: no cell lost or duplicated, no container left",
+  ignore: needsDocker,
+  async fn() {
+    await ensureTestImage();
+    const { dir, modelsDir } = await fixture(150, [1, 2, 4]);
+    const main = fileURLToPath(new URL("../main.ts", import.meta.url));
+    const results = join(dir, "results");
+    const args = [
+      "run",
+      "--allow-all",
+      "--quiet",
+      main,
+      "--models",
+      join(dir, "models.yaml"),
+      "--config",
+      join(dir, "config.yaml"),
+      "--results",
+      results,
+      "run",
+      "--skip-verify",
+      "--image",
+      `torch=${TEST_IMAGE}`,
+      "--models-dir",
+      modelsDir,
+    ];
+    const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" }).spawn();
+    // Kill it hard once some cells are complete: no chance to clean up.
+    let runDir = "";
+    let before = new Map<string, string>();
+    for (let i = 0; i < 600; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      try {
+        for (const e of Deno.readDirSync(results)) {
+          if (e.isDirectory && e.name !== "logs") runDir = join(results, e.name);
+        }
+      } catch { /* results folder not made yet */ }
+      if (!runDir) continue;
+      const cells = await readCells(runDir);
+      if (cells.size >= 3) {
+        child.kill("SIGKILL");
+        before = new Map([...cells].map(([id, c]) => [id, c.endedAt]));
+        break;
+      }
+    }
+    await child.status;
+    await child.stderr.cancel();
+    ok(runDir, "the run started");
+    ok(before.size >= 3 && before.size < 10, `killed mid-run after ${before.size} cells`);
+    const runId = (await readRun(runDir)).runId;
+    const resumed = await new Deno.Command(Deno.execPath(), {
+      args: [...args, "--resume", runDir],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    equal(resumed.code, 0, new TextDecoder().decode(resumed.stderr));
+    const after = await readCells(runDir);
+    equal(after.size, 10, "2 sequence lengths × (2 scenarios + 3 sweep levels)");
+    for (const [id, endedAt] of before) equal(after.get(id)?.endedAt, endedAt, `${id} kept as it was`);
+    const files = [...Deno.readDirSync(join(runDir, "cells"))].map((e) => e.name);
+    equal(files.length, 10, `one file per cell, no temporary files: ${files}`);
+    ok([...after.values()].every((c) => c.status === "ok"));
+    ok((await readRun(runDir)).endedAt);
+    deepStrictEqual(await new DockerEngine().findByLabel(RUN_LABEL, runId), []);
+    await Deno.remove(dir, { recursive: true });
+  },
+});

@@ -1,0 +1,76 @@
+import { equal, ok } from "node:assert/strict";
+import type { RawStats } from "./docker.ts";
+import { aggregate, cpuPercent, rssBytes, sampleStats, workingSetBytes } from "./stats.ts";
+import { DockerEngine } from "./docker.ts";
+import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "./testing.ts";
+
+const frames = JSON.parse(
+  Deno.readTextFileSync(new URL("./testdata/docker_stats_cgroup1_burn.json", import.meta.url)),
+) as RawStats[];
+
+Deno.test("cpuPercent() is Δcpu / Δsystem × online CPUs × 100 and skips the first frame", () => {
+  equal(cpuPercent(frames[0]!), undefined, "no previous sample in the first frame");
+  const f = frames[2]!;
+  const expected = (f.cpu_stats.cpu_usage.total_usage - f.precpu_stats.cpu_usage.total_usage) /
+    (f.cpu_stats.system_cpu_usage! - f.precpu_stats.system_cpu_usage!) * f.cpu_stats.online_cpus! * 100;
+  equal(cpuPercent(f), expected);
+});
+
+Deno.test("rssBytes() and workingSetBytes() read cgroup v1 and v2 fields", () => {
+  const v1 = frames[1]!;
+  equal(rssBytes(v1), v1.memory_stats.stats!.total_rss);
+  equal(workingSetBytes(v1), v1.memory_stats.usage! - v1.memory_stats.stats!.total_inactive_file!);
+  const v2: RawStats = {
+    ...v1,
+    memory_stats: { usage: 300, stats: { anon: 200, inactive_file: 50, file: 90 } },
+  };
+  equal(rssBytes(v2), 200);
+  equal(workingSetBytes(v2), 250);
+});
+
+Deno.test("aggregate() keeps mean and peak over the frames that carry figures", () => {
+  const a = aggregate(frames)!;
+  equal(a.samples, frames.length);
+  const cpus = frames.map(cpuPercent).filter((v): v is number => v !== undefined);
+  equal(a.cpuPercentPeak, Math.max(...cpus));
+  ok(Math.abs(a.cpuPercentMean - cpus.reduce((x, y) => x + y, 0) / cpus.length) < 1e-9);
+  equal(aggregate([]), undefined);
+});
+
+Deno.test({
+  name: "sampleStats() reads about 100 % CPU and the held allocation from a container burning one core",
+  ignore: !REQUIRE_DOCKER && !(await dockerAvailable()),
+  async fn() {
+    await ensureTestImage();
+    const engine = new DockerEngine();
+    const mib = 200;
+    const id = await engine.start({
+      image: TEST_IMAGE,
+      name: `embbench-test-burn-${crypto.randomUUID().slice(0, 8)}`,
+      env: {},
+      cpuset: "0",
+      memoryBytes: 1024 ** 3,
+      mounts: [],
+      labels: { "embbench.test": "stats" },
+      cmd: ["burn", String(mib)],
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const sampler = sampleStats(engine, id);
+      await new Promise((r) => setTimeout(r, 5000));
+      const s = (await sampler.stop())!;
+      ok(s.samples >= 3, `samples: ${s.samples}`);
+      ok(
+        Math.abs(s.cpuPercentMean - 100) <= 10,
+        `CPU mean ${s.cpuPercentMean.toFixed(1)} %, expected 100 ± 10`,
+      );
+      const expected = mib * 1024 * 1024;
+      ok(
+        Math.abs(s.rssBytesMean - expected) <= 0.1 * expected,
+        `RSS ${(s.rssBytesMean / 2 ** 20).toFixed(1)} MiB, expected ${mib} MiB ± 10 %`,
+      );
+    } finally {
+      await engine.remove(id);
+    }
+  },
+});
