@@ -3,6 +3,7 @@
  * orchestration can be tested with a fake engine and run for real against any Docker host.
  */
 import Docker from "dockerode";
+import { cgroupSnapshot } from "./cgroup.ts";
 import { RunError } from "./errors.ts";
 
 /** What one framework container needs. */
@@ -44,8 +45,8 @@ export interface ContainerEngine {
   state(id: string): Promise<ContainerState>;
   /** The last `tail` lines of the container's output. */
   logs(id: string, tail: number): Promise<string>;
-  /** Streams stats frames (about one a second) until the signal aborts. */
-  stats(id: string, signal: AbortSignal): AsyncIterable<RawStats>;
+  /** One stats frame now (its precpu_stats may be empty): callers difference successive frames. */
+  statsOnce(id: string): Promise<RawStats>;
   /** Stops and removes the container; a missing container is not an error. */
   remove(id: string): Promise<void>;
   /** Ids of containers (running or not) carrying this label=value. */
@@ -127,31 +128,13 @@ export class DockerEngine implements ContainerEngine {
     }
   }
 
-  async *stats(id: string, signal: AbortSignal): AsyncIterable<RawStats> {
-    const stream = await this.docker.getContainer(id).stats({ stream: true }) as unknown as
-      & AsyncIterable<Uint8Array>
-      & { destroy(): void };
-    const abort = () => stream.destroy();
-    signal.addEventListener("abort", abort, { once: true });
-    const decoder = new TextDecoder();
-    let pending = "";
-    try {
-      for await (const chunk of stream) {
-        pending += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = pending.indexOf("\n")) >= 0) {
-          const line = pending.slice(0, nl).trim();
-          pending = pending.slice(nl + 1);
-          if (line) yield JSON.parse(line) as RawStats;
-        }
-        if (signal.aborted) return;
-      }
-    } catch (e) {
-      if (!signal.aborted) throw e;
-    } finally {
-      signal.removeEventListener("abort", abort);
-      stream.destroy();
-    }
+  async statsOnce(id: string): Promise<RawStats> {
+    // Local cgroup files first: the API only refreshes once a second.
+    const local = cgroupSnapshot(id);
+    if (local) return local;
+    return await this.docker.getContainer(id).stats(
+      { stream: false, "one-shot": true } as { stream: false },
+    ) as unknown as RawStats;
   }
 
   async remove(id: string): Promise<void> {

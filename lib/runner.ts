@@ -192,7 +192,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
             await warmup(s.baseUrl, body, o.config.input.warmup_requests);
             warmed.add(bodyFile);
           }
-          const sampler = sampleStats(o.engine, s.containerId);
+          const sampler = await sampleStats(o.engine, s.containerId);
           let oha: OhaSummary;
           let resources: ResourceStats | undefined;
           try {

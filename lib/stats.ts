@@ -31,18 +31,31 @@ export function workingSetBytes(s: RawStats): number | undefined {
   return Math.max(0, usage - inactive);
 }
 
-/** Mean and peak of the frames' figures. */
-export function aggregate(frames: RawStats[]): ResourceStats | undefined {
-  const cpu = frames.map(cpuPercent).filter((v): v is number => v !== undefined);
-  const rss = frames.map(rssBytes).filter((v): v is number => v !== undefined);
-  const ws = frames.map(workingSetBytes).filter((v): v is number => v !== undefined);
-  if (cpu.length === 0 && rss.length === 0) return undefined;
+/** CPU use between two snapshots: the exact mean over the time between them. */
+export function cpuPercentBetween(start: RawStats, end: RawStats): number | undefined {
+  return cpuPercent({ ...end, precpu_stats: start.cpu_stats });
+}
+
+/**
+ * Mean and peak over snapshots taken in sequence: CPU between consecutive snapshots (the peak),
+ * and between the first and the last (the mean over the whole span); memory over every snapshot.
+ */
+export function aggregate(snapshots: RawStats[]): ResourceStats | undefined {
+  const intervals: number[] = [];
+  for (let i = 1; i < snapshots.length; i++) {
+    const v = cpuPercentBetween(snapshots[i - 1]!, snapshots[i]!);
+    if (v !== undefined) intervals.push(v);
+  }
+  const spanCpu = snapshots.length >= 2 ? cpuPercentBetween(snapshots[0]!, snapshots.at(-1)!) : undefined;
+  const rss = snapshots.map(rssBytes).filter((v): v is number => v !== undefined);
+  const ws = snapshots.map(workingSetBytes).filter((v): v is number => v !== undefined);
+  if (spanCpu === undefined && rss.length === 0) return undefined;
   const mean = (v: number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
   const peak = (v: number[]) => (v.length ? Math.max(...v) : NaN);
   return {
-    samples: Math.max(cpu.length, rss.length),
-    cpuPercentMean: mean(cpu),
-    cpuPercentPeak: peak(cpu),
+    samples: snapshots.length,
+    cpuPercentMean: spanCpu ?? NaN,
+    cpuPercentPeak: peak(intervals),
     rssBytesMean: mean(rss),
     rssBytesPeak: peak(rss),
     workingSetBytesMean: mean(ws),
@@ -50,25 +63,46 @@ export function aggregate(frames: RawStats[]): ResourceStats | undefined {
   };
 }
 
-/** Samples a container's stats in the background until stop() is called. */
-export function sampleStats(
+/**
+ * Samples a container's stats every `intervalMs` until stop() is called. It polls one-shot
+ * snapshots rather than docker's stream: the stream ticks once a second, and while a stream is open
+ * one-shot reads return the stream's cached tick, which blurs short cells.
+ */
+export async function sampleStats(
   engine: ContainerEngine,
   id: string,
-): { stop(): Promise<ResourceStats | undefined> } {
-  const ac = new AbortController();
-  const frames: RawStats[] = [];
-  const done = (async () => {
+  intervalMs = 250,
+): Promise<{ stop(): Promise<ResourceStats | undefined> }> {
+  const snapshots: RawStats[] = [];
+  const take = async () => {
     try {
-      for await (const f of engine.stats(id, ac.signal)) frames.push(f);
+      snapshots.push(await engine.statsOnce(id));
     } catch {
-      // The container went away mid-sample: keep what was collected.
+      // The container went away: keep what was collected.
+    }
+  };
+  await take();
+  let wake: () => void = () => {};
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, intervalMs);
+        wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      if (!stopped) await take();
     }
   })();
   return {
     async stop() {
-      ac.abort();
-      await done;
-      return aggregate(frames);
+      stopped = true;
+      wake();
+      await loop;
+      await take();
+      return aggregate(snapshots);
     },
   };
 }

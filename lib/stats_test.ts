@@ -28,12 +28,18 @@ Deno.test("rssBytes() and workingSetBytes() read cgroup v1 and v2 fields", () =>
   equal(workingSetBytes(v2), 250);
 });
 
-Deno.test("aggregate() keeps mean and peak over the frames that carry figures", () => {
-  const a = aggregate(frames)!;
-  equal(a.samples, frames.length);
-  const cpus = frames.map(cpuPercent).filter((v): v is number => v !== undefined);
-  equal(a.cpuPercentPeak, Math.max(...cpus));
-  ok(Math.abs(a.cpuPercentMean - cpus.reduce((x, y) => x + y, 0) / cpus.length) < 1e-9);
+Deno.test("aggregate() takes the CPU mean over the whole span and the peak over intervals", () => {
+  // The recorded frames are one-second stream ticks: treat them as consecutive snapshots.
+  const snaps = frames.slice(1);
+  const a = aggregate(snaps)!;
+  equal(a.samples, snaps.length);
+  const first = snaps[0]!.cpu_stats;
+  const last = snaps.at(-1)!.cpu_stats;
+  const span = (last.cpu_usage.total_usage - first.cpu_usage.total_usage) /
+    (last.system_cpu_usage! - first.system_cpu_usage!) * last.online_cpus! * 100;
+  ok(Math.abs(a.cpuPercentMean - span) < 1e-9);
+  ok(a.cpuPercentPeak >= a.cpuPercentMean - 1e-9);
+  equal(a.rssBytesPeak, Math.max(...snaps.map((f) => f.memory_stats.stats!.total_rss!)));
   equal(aggregate([]), undefined);
 });
 
@@ -56,7 +62,7 @@ Deno.test({
     });
     try {
       await new Promise((r) => setTimeout(r, 1500));
-      const sampler = sampleStats(engine, id);
+      const sampler = await sampleStats(engine, id);
       await new Promise((r) => setTimeout(r, 5000));
       const s = (await sampler.stop())!;
       ok(s.samples >= 3, `samples: ${s.samples}`);
@@ -64,6 +70,10 @@ Deno.test({
         Math.abs(s.cpuPercentMean - 100) <= 10,
         `CPU mean ${s.cpuPercentMean.toFixed(1)} %, expected 100 ± 10`,
       );
+      // The same formula on the Engine API's own frame (which carries its previous sample).
+      const api = await engine.docker.getContainer(id).stats({ stream: false }) as unknown as RawStats;
+      const apiCpu = cpuPercent(api)!;
+      ok(Math.abs(apiCpu - 100) <= 10, `API frame CPU ${apiCpu.toFixed(1)} %, expected 100 ± 10`);
       const expected = mib * 1024 * 1024;
       ok(
         Math.abs(s.rssBytesMean - expected) <= 0.1 * expected,

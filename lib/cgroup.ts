@@ -1,0 +1,79 @@
+/**
+ * Reads a local container's cgroup counters directly, shaped like a docker stats frame, so the same
+ * formulas apply. Docker's API refreshes stats once a second; reading the files lets the harness
+ * sample as often as it likes. Returns undefined when the container's cgroup is not on this host
+ * (a remote engine, an unknown layout): callers then fall back to the API.
+ */
+import type { RawStats } from "./docker.ts";
+
+const CLK_TCK = 100; // USER_HZ on Linux, what /proc/stat counts in
+
+function read(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function keyValues(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined && /^\d+$/.test(v)) out[k] = Number(v);
+  }
+  return out;
+}
+
+/** Host CPU time in nanoseconds from /proc/stat's first line, as docker computes system_cpu_usage. */
+export function systemCpuNs(procStat: string): number {
+  const fields = procStat.split("\n")[0]!.trim().split(/\s+/).slice(1, 8).map(Number);
+  return fields.reduce((a, b) => a + b, 0) * (1e9 / CLK_TCK);
+}
+
+/** Candidate cgroup folders for a container id, v1 (cgroupfs, systemd) then v2. */
+function locate(id: string, root: string): { v: 1 | 2; cpu: string; memory: string } | undefined {
+  const v1 = [`docker/${id}`, `system.slice/docker-${id}.scope`];
+  for (const rel of v1) {
+    for (const cpuDir of ["cpuacct", "cpu,cpuacct"]) {
+      const cpu = `${root}/${cpuDir}/${rel}`;
+      if (read(`${cpu}/cpuacct.usage`) !== undefined) return { v: 1, cpu, memory: `${root}/memory/${rel}` };
+    }
+  }
+  for (const rel of [`system.slice/docker-${id}.scope`, `docker/${id}`]) {
+    const dir = `${root}/${rel}`;
+    if (read(`${dir}/cpu.stat`) !== undefined) return { v: 2, cpu: dir, memory: dir };
+  }
+  return undefined;
+}
+
+/** One snapshot from the cgroup files, or undefined when they cannot be found. */
+export function cgroupSnapshot(id: string, root = "/sys/fs/cgroup"): RawStats | undefined {
+  const where = locate(id, root);
+  const procStat = read("/proc/stat");
+  if (!where || !procStat) return undefined;
+  let totalNs: number;
+  let memStats: Record<string, number>;
+  let usage: number;
+  if (where.v === 1) {
+    totalNs = Number(read(`${where.cpu}/cpuacct.usage`));
+    memStats = keyValues(read(`${where.memory}/memory.stat`) ?? "");
+    usage = Number(read(`${where.memory}/memory.usage_in_bytes`) ?? NaN);
+  } else {
+    totalNs = (keyValues(read(`${where.cpu}/cpu.stat`) ?? "").usage_usec ?? NaN) * 1000;
+    memStats = keyValues(read(`${where.memory}/memory.stat`) ?? "");
+    usage = Number(read(`${where.memory}/memory.current`) ?? NaN);
+  }
+  const online = procStat.split("\n").filter((l) => /^cpu\d+ /.test(l)).length;
+  const cpu = {
+    cpu_usage: { total_usage: totalNs },
+    system_cpu_usage: systemCpuNs(procStat),
+    online_cpus: online,
+  };
+  return {
+    read: new Date().toISOString(),
+    cpu_stats: cpu,
+    precpu_stats: { cpu_usage: { total_usage: 0 } },
+    memory_stats: { usage, stats: memStats },
+  };
+}
