@@ -1,0 +1,36 @@
+// POST /embed request validation and response bodies, apart from the HTTP layer so they test alone.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace embbench {
+
+/// An error answer: HTTP status, error_type and a message naming what was wrong.
+struct ApiError {
+  int status;
+  std::string type;
+  std::string message;
+};
+
+struct EmbedRequest {
+  std::vector<std::string> inputs;
+  bool truncate = true;
+};
+
+/// Validates a /embed body against the contract (422 Validation, 413 PayloadTooLarge).
+std::variant<EmbedRequest, ApiError> parse_embed_request(std::string_view body, std::size_t max_batch);
+
+/// True for `application/json`, parameters (`; charset=utf-8`) allowed, case-insensitive.
+bool is_json_content_type(std::string_view content_type);
+
+/// {"error": ..., "error_type": ...}
+std::string error_json(const ApiError& e);
+
+/// [[f, ...], ...] for `rows` rows of `dim` floats, shortest round-trip decimal form.
+std::string embeddings_json(const float* data, std::size_t rows, std::size_t dim);
+
+}  // namespace embbench

@@ -1,0 +1,62 @@
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "config.h"
+
+using embbench::ConfigError;
+
+namespace {
+
+embbench::Config from(std::map<std::string, std::string> env) {
+  return embbench::config_from_env([&env](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+}
+
+}  // namespace
+
+TEST_CASE("config_from_env() applies the contract's defaults") {
+  const auto c = from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "2"}});
+  CHECK(c.host == "127.0.0.1");
+  CHECK(c.port == 8080);
+  CHECK(c.max_batch == 64);
+  CHECK(c.max_inflight == 1);
+  CHECK(c.max_body_bytes == 2097152);
+  CHECK(c.load_delay_ms == 0);
+  CHECK(c.num_threads == 2);
+}
+
+TEST_CASE("config_from_env() names a missing or malformed variable") {
+  CHECK_THROWS_WITH_AS(from({{"NUM_THREADS", "2"}}), doctest::Contains("MODEL_DIR is required"), ConfigError);
+  CHECK_THROWS_WITH_AS(from({{"MODEL_DIR", "/m"}}), doctest::Contains("NUM_THREADS is required"), ConfigError);
+  CHECK_THROWS_WITH_AS(from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "two"}}),
+                       doctest::Contains("NUM_THREADS=\"two\" is not an integer"), ConfigError);
+  CHECK_THROWS_WITH_AS(from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}, {"PORT", "70000"}}),
+                       doctest::Contains("PORT=70000 is out of range"), ConfigError);
+}
+
+TEST_CASE("load_model_info() reads embbench_model.json and names missing fields") {
+  const std::string path = "/tmp/embbench_model_test.json";
+  {
+    std::ofstream(path) << R"({"name": "tiny", "architecture": "bert", "pooling": "mean", "normalize": true,
+                              "max_seq_length": 128, "embedding_dim": 64})";
+  }
+  const auto m = embbench::load_model_info(path);
+  CHECK(m.name == "tiny");
+  CHECK(m.max_seq_length == 128);
+  CHECK(m.embedding_dim == 64);
+  { std::ofstream(path) << R"({"name": "tiny", "architecture": "bert", "max_seq_length": 128})"; }
+  CHECK_THROWS_WITH_AS(embbench::load_model_info(path), doctest::Contains("\"embedding_dim\" is missing"), ConfigError);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("affinity_cpuset() lists the CPUs this process may use") {
+  const auto s = embbench::affinity_cpuset();
+  CHECK_FALSE(s.empty());
+  CHECK(s.find_first_not_of("0123456789,-") == std::string::npos);
+}
