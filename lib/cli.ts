@@ -69,7 +69,8 @@ export function buildProgram(onAction: (action: () => Promise<number | void>) =>
     "convert, build, verify, run and report the active models and frameworks, skipping what is done",
     () => import("../tasks/all.ts"),
     (c) =>
-      c.option("--skip-verify", "benchmark frameworks even if verify fails")
+      c.option("--framework <id...>", "only these frameworks (default: configured)")
+        .option("--skip-verify", "benchmark frameworks even if verify fails")
         .option("--strict", "refuse server and loadgen cpusets that share a physical core"),
   );
   add(

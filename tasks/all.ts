@@ -1,7 +1,123 @@
-/** `embbench all`: not implemented yet. */
-import type { GlobalOptions } from "../lib/context.ts";
-import { NotImplementedError } from "../lib/errors.ts";
+/**
+ * `embbench all`: convert → build → verify → run → report for the active models and frameworks.
+ * Each stage skips what is already done and valid (conversion by hashes, images by the layer cache,
+ * verify by image id and model manifest), and the report path is printed at the end.
+ */
+import { join } from "node:path";
+import { applyQuick, loadConfig } from "../lib/config.ts";
+import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
+import { readTopology } from "../lib/cpuset.ts";
+import { RunError } from "../lib/errors.ts";
+import { log, output } from "../lib/log.ts";
+import { readCells } from "../lib/results.ts";
+import { buildAll } from "./build.ts";
+import { convertModels } from "./convert.ts";
+import { writeReport } from "./report.ts";
+import { type RunFlags, runWith } from "./run.ts";
 
-export function run(_opts: GlobalOptions, _args: string[], _flags: Record<string, unknown>): Promise<number> {
-  throw new NotImplementedError("embbench all is not implemented yet");
+/** The harness's stages, in order; each says what it did. */
+interface Stage {
+  name: string;
+  run(): Promise<string>;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A plain-text table of a run's cells, for the terminal. */
+export function cellTable(
+  cells: {
+    id: string;
+    status: string;
+    oha?: { throughputRps: number; latencyMs: { p50: number; p99: number } };
+    failure?: string;
+  }[],
+): string {
+  const width = Math.max(10, ...cells.map((c) => c.id.length));
+  const lines = [`${"cell".padEnd(width)}  status  req/s      p50 ms    p99 ms`];
+  for (const c of cells) {
+    lines.push(
+      c.status === "ok" && c.oha
+        ? `${c.id.padEnd(width)}  ok      ${c.oha.throughputRps.toFixed(1).padStart(8)}  ${
+          c.oha.latencyMs.p50.toFixed(2).padStart(8)
+        }  ${c.oha.latencyMs.p99.toFixed(2).padStart(8)}`
+        : `${c.id.padEnd(width)}  FAILED  ${c.failure ?? ""}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+export async function run(opts: GlobalOptions, _args: string[], flags: RunFlags): Promise<number> {
+  const loaded = await loadConfig(opts.models, opts.config, { topology: readTopology() });
+  const config = opts.quick ? applyQuick(loaded.config) : loaded.config;
+  const wanted = flags.framework ?? config.frameworks;
+  const available: string[] = [];
+  for (const f of wanted) {
+    if (await exists(join(REPO_ROOT, "docker", f, "Dockerfile"))) available.push(f);
+    else log.warn(`${f}: docker/${f}/Dockerfile does not exist yet, so it is left out of this run`);
+  }
+  const buildFailures: string[] = [];
+  let runDir = "";
+  let failedCells = 0;
+  const stages: Stage[] = [
+    {
+      name: "convert",
+      async run() {
+        await convertModels(opts, config.active_models, {});
+        return `${config.active_models.join(", ")} converted`;
+      },
+    },
+    {
+      name: "build",
+      async run() {
+        for (const f of [...available]) {
+          try {
+            await buildAll([f], { logDir: join(opts.results, "logs") });
+          } catch (e) {
+            log.error((e as Error).message);
+            buildFailures.push(f);
+            available.splice(available.indexOf(f), 1);
+          }
+        }
+        return `${available.length} images ready${
+          buildFailures.length ? `, ${buildFailures.join(", ")} failed to build` : ""
+        }`;
+      },
+    },
+    {
+      name: "verify + run",
+      async run() {
+        if (available.length === 0) throw new RunError("no framework image could be built: nothing to run");
+        const summary = await runWith(opts, loaded, { ...flags, framework: available });
+        runDir = summary.runDir;
+        failedCells = summary.failed;
+        if (summary.interrupted) {
+          throw new RunError(`run interrupted; resume with: embbench run --resume ${runDir}`);
+        }
+        return `${summary.ok} cells ok, ${summary.failed} failed`;
+      },
+    },
+    {
+      name: "report",
+      async run() {
+        const cells = [...(await readCells(runDir)).values()];
+        log.plain(cellTable(cells));
+        return await writeReport(runDir);
+      },
+    },
+  ];
+  let last = "";
+  for (const [i, stage] of stages.entries()) {
+    log.info(`== stage ${i + 1}/${stages.length}: ${stage.name}`);
+    last = await stage.run();
+    log.info(`== ${stage.name}: ${last}`);
+  }
+  output(last);
+  return failedCells > 0 || buildFailures.length > 0 ? 1 : 0;
 }

@@ -1,7 +1,180 @@
-/** `embbench convert`: not implemented yet. */
-import type { GlobalOptions } from "../lib/context.ts";
-import { NotImplementedError } from "../lib/errors.ts";
+/**
+ * `embbench convert [model...]`: runs the conversion pipeline (docker/convert, Python) for each model,
+ * in the conversion image (the host needs only Docker) or natively in the project's .venv. The
+ * Python side writes models/<model>/ atomically and fails on the parity gate.
+ */
+import { join } from "node:path";
+import { applyQuick, closest, loadConfig } from "../lib/config.ts";
+import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
+import { RunError, UsageError } from "../lib/errors.ts";
+import { log } from "../lib/log.ts";
+import { buildAll } from "./build.ts";
+import { DockerEngine } from "../lib/docker.ts";
 
-export function run(_opts: GlobalOptions, _args: string[], _flags: Record<string, unknown>): Promise<number> {
-  throw new NotImplementedError("embbench convert is not implemented yet");
+const CONVERT_IMAGE = "embbench/convert:latest";
+const VENV_PYTHON = join(REPO_ROOT, ".venv", "bin", "python");
+
+/** Where conversion runs. */
+export type ConvertMode = "auto" | "docker" | "native";
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** auto: native when the project's .venv exists (scripts/install.sh makes it), else the image. */
+export async function chooseMode(mode: ConvertMode): Promise<"docker" | "native"> {
+  if (mode !== "auto") return mode;
+  return (await exists(VENV_PYTHON)) ? "native" : "docker";
+}
+
+/** The command that converts one model. */
+export function convertCommand(o: {
+  mode: "docker" | "native";
+  model: string;
+  modelsFile: string;
+  modelsDir: string;
+  fp16?: boolean;
+  force?: boolean;
+}): { cmd: string; args: string[]; env?: Record<string, string> } {
+  const flags = [...(o.fp16 ? ["--fp16"] : []), ...(o.force ? ["--force"] : [])];
+  if (o.mode === "native") {
+    return {
+      cmd: VENV_PYTHON,
+      args: [
+        "-m",
+        "embbench_convert",
+        "convert",
+        "--model",
+        o.model,
+        "--models-file",
+        o.modelsFile,
+        "--out",
+        join(o.modelsDir, o.model),
+        "--corpus-dir",
+        join(REPO_ROOT, "data", "corpus"),
+        ...flags,
+      ],
+      env: { PYTHONPATH: join(REPO_ROOT, "docker", "convert") },
+    };
+  }
+  const env = ["HF_TOKEN", "HF_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"]
+    .filter((k) => Deno.env.get(k))
+    .flatMap((k) => ["-e", k]);
+  const hfHome = Deno.env.get("HF_HOME") ?? join(Deno.env.get("HOME") ?? "/root", ".cache", "huggingface");
+  return {
+    cmd: "docker",
+    args: [
+      "run",
+      "--rm",
+      "--network",
+      "host",
+      "--user",
+      `${Deno.uid() ?? 0}:${Deno.gid() ?? 0}`,
+      "-e",
+      "HF_HOME=/hf",
+      "-e",
+      "HOME=/tmp",
+      ...env,
+      "-v",
+      `${hfHome}:/hf`,
+      "-v",
+      `${o.modelsFile}:/in/models.yaml:ro`,
+      "-v",
+      `${join(REPO_ROOT, "data", "corpus")}:/in/corpus:ro`,
+      "-v",
+      `${o.modelsDir}:/models`,
+      CONVERT_IMAGE,
+      "convert",
+      "--model",
+      o.model,
+      "--models-file",
+      "/in/models.yaml",
+      "--out",
+      `/models/${o.model}`,
+      "--corpus-dir",
+      "/in/corpus",
+      ...flags,
+    ],
+  };
+}
+
+/** Converts the models; conversion output streams through to stderr. */
+export async function convertModels(
+  opts: GlobalOptions,
+  models: string[],
+  flags: { mode?: ConvertMode; fp16?: boolean; force?: boolean; modelsDir?: string },
+): Promise<void> {
+  const mode = await chooseMode(flags.mode ?? "auto");
+  const modelsDir = flags.modelsDir ?? join(REPO_ROOT, "models");
+  await Deno.mkdir(modelsDir, { recursive: true });
+  if (mode === "docker") {
+    const engine = new DockerEngine();
+    await engine.serverVersion();
+    if (!(await engine.imageId(CONVERT_IMAGE))) {
+      log.info(
+        `the conversion image is missing: building it (PyTorch, transformers, ONNX Runtime, OpenVINO)`,
+      );
+      await buildAll(["convert"], { logDir: join(opts.results, "logs") });
+    }
+  } else if (!(await exists(VENV_PYTHON))) {
+    throw new UsageError(`--mode native needs ${VENV_PYTHON}: run 'bash docker/convert/install.sh'`);
+  }
+  if (mode === "docker") {
+    await Deno.mkdir(
+      Deno.env.get("HF_HOME") ?? join(Deno.env.get("HOME") ?? "/root", ".cache", "huggingface"),
+      { recursive: true },
+    );
+  }
+  for (const model of models) {
+    log.info(`convert ${model} (${mode})`);
+    const c = convertCommand({
+      mode,
+      model,
+      modelsFile: opts.models,
+      modelsDir,
+      fp16: flags.fp16,
+      force: flags.force,
+    });
+    const started = performance.now();
+    const status = await new Deno.Command(c.cmd, {
+      args: c.args,
+      env: c.env,
+      stdout: "inherit",
+      stderr: "inherit",
+    })
+      .spawn().status;
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    if (status.code === 2) throw new UsageError(`convert ${model} refused the request (see above)`);
+    if (!status.success) {
+      throw new RunError(`convert ${model} failed after ${seconds} s (exit ${status.code}; see above)`);
+    }
+    log.info(`convert ${model}: done in ${seconds} s`);
+  }
+}
+
+export async function run(
+  opts: GlobalOptions,
+  args: string[],
+  flags: { mode?: ConvertMode; fp16?: boolean; force?: boolean },
+): Promise<number> {
+  const loaded = await loadConfig(opts.models, opts.config);
+  const known = Object.keys(loaded.models.models);
+  for (const m of args) {
+    if (!known.includes(m)) {
+      const s = closest(m, known);
+      throw new UsageError(
+        `Unknown model "${m}": ${
+          s ? `did you mean "${s}"?` : `expected one of ${known.join(", ")}`
+        } (${loaded.modelsFile.name})`,
+      );
+    }
+  }
+  const config = opts.quick ? applyQuick(loaded.config) : loaded.config;
+  await convertModels(opts, args.length ? args : config.active_models, flags);
+  return 0;
 }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): every suite of the project, then the end-to-end quick run.
+# Each suite runs even when an earlier one failed; the last line counts suites passed and failed.
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+export PATH="$here/tools/deno/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+passed=0
+failed=0
+failed_names=()
+suite() {
+  local name="$1"
+  shift
+  printf '\n==> %s: %s\n' "$name" "$*" >&2
+  local t0=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    printf '==> %s: passed in %ss\n' "$name" "$((SECONDS - t0))" >&2
+  else
+    failed=$((failed + 1))
+    failed_names+=("$name")
+    printf '==> %s: FAILED after %ss\n' "$name" "$((SECONDS - t0))" >&2
+  fi
+}
+
+# Harness: format, lint, type check, unit and Docker end-to-end tests.
+suite harness deno task check
+# Framework and conversion suites, where they exist.
+for t in docker/convert/test.sh docker/python/test.sh docker/rust/test.sh docker/onnx-cpp/test.sh; do
+  [[ -f "$t" ]] && suite "$(dirname "$t")" bash "$t"
+done
+# End to end: convert, build, verify, run and report the small model through every framework image.
+suite "all --quick" ./embbench all --quick
+
+printf '\n' >&2
+((failed)) && printf 'failed suites: %s\n' "${failed_names[*]}" >&2
+echo "suites: $passed passed, $failed failed"
+((failed == 0))
