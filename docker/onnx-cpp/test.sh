@@ -41,7 +41,7 @@ chmod -R a+rX "$work"
 port="${SMOKE_PORT:-18093}"
 docker run -d --name "$name" --network host -e MODEL_DIR=/model -e NUM_THREADS=1 -e PORT="$port" \
   -v "$work/toy:/model:ro" "$run_tag" >/dev/null
-docker run --rm --network host "$test_tag" python3 - "$port" <<'PY'
+docker run --rm -i --network host "$test_tag" python3 - "$port" <<'PY'
 import json, sys, time, urllib.request, urllib.error
 port = sys.argv[1]
 base = f"http://127.0.0.1:{port}"

@@ -5,7 +5,8 @@ usage: gen_token_ids.py --out EXPECTED_JSON
 Tokenizers compared:
   $EMBBENCH_FIXTURES/{xlmr,bert}/tokenizer.json   trained by make_fixtures.py (always; required)
   $EMBBENCH_MODELS/<model>/pytorch/tokenizer.json models written by `embbench convert` whose
-                                                  architecture is xlm-roberta or bert (optional)
+                                                  architecture is xlm-roberta or bert (optional), with
+                                                  their reference texts and payload texts added
 Texts: every line of tests/fixtures/sample.txt, hand-picked edge cases, every non-empty line of
 $EMBBENCH_CORPUS/*.txt and each corpus file whole, and an over-long text built from all of them.
 """
@@ -76,10 +77,20 @@ def main():
         if facts.get("architecture") not in ("xlm-roberta", "bert") or not os.path.exists(tok_path):
             continue
         model_items = list(items)
-        ref = os.path.join(os.path.dirname(facts_path), "reference", "embeddings.json")
+        model_dir = os.path.dirname(facts_path)
+        ref = os.path.join(model_dir, "reference", "embeddings.json")
         if os.path.exists(ref):
             with open(ref) as f:
                 model_items += json.load(f).get("texts", [])
+        # The load generator's request bodies: texts convert made exactly L tokens long.
+        seen = set(model_items)
+        for payload in sorted(glob.glob(os.path.join(model_dir, "payloads", "seq*_b*.json"))):
+            with open(payload, encoding="utf-8") as f:
+                inputs = json.load(f).get("inputs", [])
+            for text in [inputs] if isinstance(inputs, str) else inputs:
+                if text not in seen:
+                    seen.add(text)
+                    model_items.append(text)
         cases.append(case(f"model-{facts['name']}", tok_path, int(facts["max_seq_length"]), model_items))
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump({"cases": cases}, f, ensure_ascii=False)
