@@ -1,0 +1,323 @@
+"""The HTTP layer: a plain ASGI app implementing docker/CONTRACT.md over one Backend.
+
+No web framework: the contract is three routes, and every status code and header is ours to set.
+Tokenization and inference run in thread pools (both libraries release the GIL), so the event
+loop only parses, validates and serialises; the inference pool has MAX_INFLIGHT threads, which is
+the cap on concurrent inferences, and further requests queue for a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import numpy as np
+import orjson
+import tokenizers
+
+from .backends.base import Backend
+from .config import ModelSpec, Settings
+from .cpus import affinity_cpuset
+from .text_tokenizer import TextTokenizer
+
+log = logging.getLogger("embbench_server")
+
+ROUTES: dict[str, tuple[str, ...]] = {"/embed": ("POST",), "/health": ("GET",), "/info": ("GET",)}
+WARMUP_TEXT = "warm-up"
+
+
+class RequestError(Exception):
+    """A request the contract rejects: answered with `status` and {error, error_type}."""
+
+    def __init__(self, status: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _validation(message: str) -> RequestError:
+    return RequestError(422, "Validation", message)
+
+
+def parse_embed_request(body: bytes, max_batch: int) -> tuple[list[str], bool]:
+    """The texts and the truncate flag of an /embed body, or a RequestError saying what is wrong."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as u:
+            raise _validation(f"request body is not valid UTF-8: {u.reason} at byte {u.start}") from None
+        raise _validation(f"request body is not valid JSON: {e}") from None
+    if not isinstance(payload, dict):
+        raise _validation(f"request body must be a JSON object: got {_json_type(payload)}")
+    if "inputs" not in payload:
+        raise _validation("field 'inputs' is missing: send a string or a list of strings")
+    inputs = payload["inputs"]
+    if isinstance(inputs, str):
+        texts = [inputs]
+    elif isinstance(inputs, list):
+        if not inputs:
+            raise _validation(f"'inputs' is an empty list: send 1 to {max_batch} strings")
+        if len(inputs) > max_batch:
+            raise RequestError(413, "PayloadTooLarge", f"'inputs' holds {len(inputs)} texts: MAX_BATCH is {max_batch}")
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise _validation(f"'inputs[{i}]' must be a string: got {_json_type(text)}")
+        texts = inputs
+    else:
+        raise _validation(f"'inputs' must be a string or a list of strings: got {_json_type(inputs)}")
+    truncate = payload.get("truncate")
+    if truncate is None:
+        truncate = True
+    elif not isinstance(truncate, bool):
+        raise _validation(f"'truncate' must be a boolean: got {_json_type(truncate)}")
+    normalize = payload.get("normalize")
+    if normalize is not None and not isinstance(normalize, bool):
+        raise _validation(f"'normalize' must be a boolean: got {_json_type(normalize)}")
+    if normalize is False:
+        raise _validation("'normalize': false is not supported: the served models end in L2 normalisation")
+    return texts, truncate
+
+
+def _error_body(message: str, error_type: str) -> bytes:
+    return orjson.dumps({"error": message, "error_type": error_type})
+
+
+class EmbedServer:
+    """The ASGI application. Loading starts at lifespan startup in a thread, after which the
+    server binds, so /health answers 503 while the model loads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spec: ModelSpec,
+        tokenizer: TextTokenizer,
+        backend: Backend,
+        on_load_failure: Callable[[BaseException], None] | None = None,
+    ):
+        self.settings = settings
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.on_load_failure = on_load_failure
+        self.state = "loading"  # then "ready" or "failed"
+        self.load_error = ""
+        self.load_ms: float | None = None
+        self._build: dict[str, Any] = {}
+        self._tokenize_pool = ThreadPoolExecutor(settings.max_inflight, thread_name_prefix="tokenize")
+        self._infer_pool = ThreadPoolExecutor(settings.max_inflight, thread_name_prefix="infer")
+        self._loader: threading.Thread | None = None
+
+    # ----- loading
+
+    def start_loading(self) -> None:
+        self._loader = threading.Thread(target=self._load, name="load", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        try:
+            if self.settings.load_delay_ms:
+                time.sleep(self.settings.load_delay_ms / 1000)
+            started = time.perf_counter()
+            self.backend.load()
+            loaded = time.perf_counter()
+            warm = self.backend.embed(self.tokenizer.encode([WARMUP_TEXT]))
+            if warm.shape != (1, self.spec.embedding_dim):
+                raise RuntimeError(
+                    f"warm-up embedding has shape {warm.shape}: expected (1, {self.spec.embedding_dim}) "
+                    "from embbench_model.json's embedding_dim"
+                )
+            self._build = self.backend.build_info()
+            self.load_ms = (loaded - started) * 1000
+            log.warning(
+                "model %r loaded by %s in %.0f ms, warm-up %.0f ms",
+                self.spec.name, self.backend.framework, self.load_ms, (time.perf_counter() - loaded) * 1000,
+            )
+            self.state = "ready"
+        except BaseException as e:  # noqa: BLE001 -- any failure must surface, not leave a silent 503
+            self.load_error = f"{type(e).__name__}: {e}"
+            self.state = "failed"
+            log.error("model failed to load: %s\n%s", self.load_error, traceback.format_exc())
+            if self.on_load_failure is not None:
+                self.on_load_failure(e)
+
+    def close(self) -> None:
+        self._tokenize_pool.shutdown(wait=False, cancel_futures=True)
+        self._infer_pool.shutdown(wait=False, cancel_futures=True)
+
+    # ----- ASGI
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start_loading()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, receive: Callable) -> bytes | None:
+        """The whole body, or None when it is over MAX_BODY_BYTES. An oversized body is still read
+        to its end (and dropped) so the client gets its 413 instead of a reset connection."""
+        limit = self.settings.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            elif chunks:
+                chunks.clear()
+            if not message.get("more_body", False):
+                break
+        return None if size > limit else b"".join(chunks)
+
+    async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
+        body = await self._read_body(receive)
+        path, method = scope["path"], scope["method"]
+        allowed = ROUTES.get(path)
+        try:
+            if allowed is None:
+                raise RequestError(404, "NotFound", f"no route {path!r}: the routes are {', '.join(ROUTES)}")
+            if method not in allowed:
+                raise RequestError(
+                    405, "MethodNotAllowed", f"{method} is not allowed on {path}: use {' or '.join(allowed)}"
+                )
+            if path == "/embed":
+                await self._embed(scope, body, send)
+            elif path == "/health":
+                await self._health(send)
+            else:
+                await _send_json(send, 200, orjson.dumps(self.info()))
+        except RequestError as e:
+            extra = [(b"allow", ", ".join(allowed).encode())] if e.status == 405 and allowed else []
+            await _send_json(send, e.status, _error_body(str(e), e.error_type), extra)
+
+    async def _health(self, send: Callable) -> None:
+        if self.state == "ready":
+            await _send_json(send, 200, b'{"status":"ok"}')
+        elif self.state == "failed":
+            raise RequestError(503, "Unhealthy", f"model failed to load: {self.load_error}")
+        else:
+            raise RequestError(503, "Unhealthy", "model is loading")
+
+    def info(self) -> dict[str, Any]:
+        build = {
+            "server": "uvicorn+uvloop+httptools",
+            "python": platform.python_version(),
+            "tokenizers": tokenizers.__version__,
+            "tokenizers_parallelism": False,
+            "load_ms": self.load_ms,
+            **self._build,
+        }
+        return {
+            "framework": self.backend.framework,
+            "framework_version": self.backend.framework_version(),
+            "model": self.spec.name,
+            "embedding_dim": self.spec.embedding_dim,
+            "max_seq_length": self.spec.max_seq_length,
+            "dtype": "float32",
+            "threads": self.settings.num_threads,
+            "cpus": affinity_cpuset(),
+            "max_batch": self.settings.max_batch,
+            "max_inflight": self.settings.max_inflight,
+            "build": build,
+        }
+
+    async def _embed(self, scope: dict, body: bytes | None, send: Callable) -> None:
+        if self.state != "ready":
+            await self._health(send)  # raises the 503 that says why
+            return
+        content_type = _header(scope, b"content-type")
+        media_type = content_type.split(b";", 1)[0].strip().lower() if content_type is not None else b""
+        if media_type != b"application/json":
+            shown = content_type.decode("latin-1") if content_type is not None else "missing"
+            raise RequestError(415, "UnsupportedMediaType", f"Content-Type must be application/json: got {shown}")
+        if body is None:
+            raise RequestError(
+                413, "PayloadTooLarge", f"request body is over MAX_BODY_BYTES ({self.settings.max_body_bytes} bytes)"
+            )
+        started = time.perf_counter()
+        texts, truncate = parse_embed_request(body, self.settings.max_batch)
+        loop = asyncio.get_running_loop()
+        batch = await loop.run_in_executor(self._tokenize_pool, self.tokenizer.encode, texts)
+        tokenized = time.perf_counter()
+        if not truncate and any(batch.truncated):
+            row = batch.truncated.index(True)
+            raise _validation(
+                f"'inputs[{row}]' is longer than max_seq_length ({self.spec.max_seq_length} tokens) "
+                "and 'truncate' is false"
+            )
+        try:
+            embeddings = await loop.run_in_executor(self._infer_pool, self.backend.embed, batch)
+            expected = (len(texts), self.spec.embedding_dim)
+            if embeddings.shape != expected:
+                raise RuntimeError(f"backend returned shape {embeddings.shape}: expected {expected}")
+        except Exception as e:
+            log.error("inference failed: %s", traceback.format_exc())
+            raise RequestError(500, "Backend", f"inference failed: {type(e).__name__}: {e}") from None
+        inferred = time.perf_counter()
+        answer = orjson.dumps(
+            np.ascontiguousarray(embeddings, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY
+        )
+        finished = time.perf_counter()
+        await _send_json(
+            send,
+            200,
+            answer,
+            [
+                (b"x-tokenization-time", _ms(tokenized - started)),
+                (b"x-inference-time", _ms(inferred - tokenized)),
+                (b"x-total-time", _ms(finished - started)),
+            ],
+        )
+
+
+def _ms(seconds: float) -> bytes:
+    return f"{seconds * 1000:.3f}".encode()
+
+
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def _send_json(send: Callable, status: int, body: bytes, extra: list[tuple[bytes, bytes]] = ()) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

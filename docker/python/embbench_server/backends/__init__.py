@@ -1,0 +1,21 @@
+"""Backends by name. Each is imported only when chosen, so an image carries one framework."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..config import ConfigError
+from .base import Backend
+
+BACKENDS = {
+    "torch": "embbench_server.backends.torch_backend:TorchBackend",
+    "onnxruntime": "embbench_server.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "openvino": "embbench_server.backends.openvino_backend:OpenVinoBackend",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)

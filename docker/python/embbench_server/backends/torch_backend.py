@@ -1,0 +1,100 @@
+"""PyTorch eager on CPU: MODEL_DIR/pytorch through transformers' AutoModel, pooled as
+embbench_model.json says, L2-normalised.
+
+Tuned per PyTorch's CPU performance guide: inference_mode, set_num_threads(NUM_THREADS), one
+inter-op thread. torch pins no threads itself, so a cpuset cannot make pinning fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModel
+
+from ..config import ConfigError
+from ..text_tokenizer import TokenBatch
+from .base import Backend
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[batch, seq, dim] -> [batch, dim]. Rows are right-padded, so a row's last real token sits
+    at index (its mask's sum - 1)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    if pooling == "last_token":
+        last = attention_mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.shape[0]), last]
+    raise ValueError(f"unknown pooling {pooling!r}")
+
+
+def config_facts(config: str) -> dict[str, str]:
+    """BLAS, LAPACK, oneDNN and MKL lines of torch.__config__.show(), the build's own account."""
+    facts: dict[str, str] = {}
+    for line in config.splitlines():
+        line = line.strip().lstrip("- ").strip()
+        for key, pattern in (
+            ("onednn", r"Intel\(R\) oneDNN.*?version\s+(v?[\w.]+)"),
+            ("mkl", r"Intel\(R\) oneAPI Math Kernel Library Version\s+([\w.]+)"),
+            ("cpu_capability", r"CPU capability usage:\s*(\S+)"),
+            ("openmp", r"OpenMP\s+(\d+)"),
+        ):
+            m = re.search(pattern, line)
+            if m and key not in facts:
+                facts[key] = m.group(1)
+        for key in ("BLAS_INFO", "LAPACK_INFO", "USE_MKLDNN", "USE_MKL", "USE_OPENMP", "CXX_FLAGS"):
+            m = re.search(rf"\b{key}=([^,]*)", line)
+            if m and key.lower() not in facts:
+                facts[key.lower()] = m.group(1).strip()
+    return facts
+
+
+class TorchBackend(Backend):
+    framework = "torch"
+
+    def framework_version(self) -> str:
+        return torch.__version__
+
+    def load(self) -> None:
+        torch.set_num_threads(self.settings.num_threads)
+        # Must precede any inter-op parallel work, which is why it happens first in load().
+        torch.set_num_interop_threads(1)
+        path = self.settings.model_dir / "pytorch"
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{path / 'config.json'} is missing: run `embbench convert` for this model")
+        self.model = AutoModel.from_pretrained(str(path), dtype=torch.float32).eval()
+
+    def embed(self, batch: TokenBatch) -> np.ndarray:
+        # inference_mode is thread-local: enter it in the inference thread itself.
+        with torch.inference_mode():
+            input_ids = torch.from_numpy(batch.input_ids)
+            attention_mask = torch.from_numpy(batch.attention_mask)
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            pooled = pool(hidden, attention_mask, self.spec.pooling)
+            if self.spec.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return pooled.float().numpy()
+
+    def build_info(self) -> dict[str, Any]:
+        return {
+            "transformers": transformers.__version__,
+            # None for a CPU-only wheel; PyPI's default wheel is built for CUDA but runs here on CPU.
+            "cuda_build": torch.version.cuda,
+            "wheel_index": os.environ.get("TORCH_INDEX_URL") or "pypi",
+            "torch_config": config_facts(torch.__config__.show()),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn_available": torch.backends.mkldnn.is_available(),
+            "mkl_available": torch.backends.mkl.is_available(),
+            "num_threads": torch.get_num_threads(),
+            "num_interop_threads": torch.get_num_interop_threads(),
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+            "inference_mode": True,
+            "model_file": "pytorch/",
+        }

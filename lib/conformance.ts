@@ -1,0 +1,581 @@
+/**
+ * The conformance suite for docker/CONTRACT.md: one module every framework image is checked with,
+ * whatever its language. It speaks HTTP only (plain fetch), so it also checks any compatible server.
+ *
+ * @example
+ * ```ts
+ * const startup = await observeHealthStartup("http://127.0.0.1:8080", 120_000); // right after start
+ * const checks = await runConformance({ baseUrl: "http://127.0.0.1:8080", modelDir: "models/minilm",
+ *   maxBatch: 64, maxBodyBytes: 2 * 1024 * 1024 });
+ * const failed = [startup, ...checks].filter((c) => !c.ok);
+ * ```
+ */
+
+/** One check's outcome; `detail` says what was measured or what was wrong. */
+export interface ConformanceCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** Figures behind the verdict (worst cosine, load time in ms, ...), for the run's record. */
+  metrics?: Record<string, number>;
+}
+
+/** What the suite needs to know about the server under test. */
+export interface ConformanceOptions {
+  baseUrl: string;
+  /** The model folder written by `embbench convert`: embbench_model.json and reference/embeddings.json. */
+  modelDir: string;
+  /** The server's MAX_BATCH. */
+  maxBatch: number;
+  /** The server's MAX_BODY_BYTES. */
+  maxBodyBytes: number;
+  /** When given, /info's `threads` must equal it (the server's NUM_THREADS). */
+  threads?: number;
+  /** When given, /info's `max_inflight` must equal it. */
+  maxInflight?: number;
+  /** Time limit of one request, ms; inference of the longest texts on one core can be slow. */
+  requestTimeoutMs?: number;
+}
+
+/** Least cosine similarity to the PyTorch reference, per row. */
+export const MIN_COSINE = 0.9999;
+/** Largest absolute difference to the PyTorch reference, per row. */
+export const MAX_ABS_DIFF = 1e-4;
+/** A single string and the same string in a list of one run the same graph: they must agree this well. */
+export const SINGLE_VS_LIST_MAX_DIFF = 1e-6;
+
+const TIMING_HEADERS = ["x-tokenization-time", "x-inference-time", "x-total-time"] as const;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function describe(value: unknown, max = 200): string {
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
+/**
+ * Polls GET /health from the moment the server's container started: refused connections are
+ * expected until the server binds; it must then answer 503 (JSON error_type "Unhealthy") while the
+ * model loads and 200 {"status": "ok"} once loaded. Start the server with LOAD_DELAY_MS so the 503
+ * phase lasts long enough to be seen. metrics.loadMs is start to the first 200.
+ */
+export async function observeHealthStartup(baseUrl: string, timeoutMs: number): Promise<ConformanceCheck> {
+  const name = "health: 503 while loading, then 200";
+  const started = performance.now();
+  let first503Ms: number | undefined;
+  let polls = 0;
+  let lastError = "no answer yet";
+  while (performance.now() - started < timeoutMs) {
+    polls++;
+    let status: number;
+    let body: string;
+    try {
+      const r = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(2000) });
+      status = r.status;
+      body = await r.text();
+    } catch (e) {
+      // Not bound yet (refused) or restarting: keep polling until the deadline.
+      lastError = e instanceof Error ? e.message : String(e);
+      await sleep(20);
+      continue;
+    }
+    const elapsed = Math.round(performance.now() - started);
+    if (status === 503) {
+      const problem = errorBodyProblem(body, "Unhealthy");
+      if (problem) return { name, ok: false, detail: `503 answer after ${elapsed} ms: ${problem}` };
+      first503Ms ??= elapsed;
+    } else if (status === 200) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body);
+      } catch {
+        parsed = undefined;
+      }
+      const bodyOk = isRecord(parsed) && parsed.status === "ok";
+      if (first503Ms === undefined) {
+        return {
+          name,
+          ok: false,
+          detail: `first answer was 200 after ${elapsed} ms, no 503 seen: start the server with ` +
+            `LOAD_DELAY_MS so the loading phase can be observed`,
+          metrics: { loadMs: elapsed },
+        };
+      }
+      return {
+        name,
+        ok: bodyOk,
+        detail: bodyOk
+          ? `503 from ${first503Ms} ms, 200 after ${elapsed} ms (${polls} polls)`
+          : `200 after ${elapsed} ms but the body is ${describe(body)}: expected {"status":"ok"}`,
+        metrics: { first503Ms, loadMs: elapsed },
+      };
+    } else {
+      return { name, ok: false, detail: `/health answered ${status} after ${elapsed} ms: ${describe(body)}` };
+    }
+    await sleep(20);
+  }
+  return {
+    name,
+    ok: false,
+    detail: first503Ms === undefined
+      ? `no HTTP answer within ${timeoutMs} ms (last error: ${lastError})`
+      : `still 503 after ${timeoutMs} ms (first 503 at ${first503Ms} ms)`,
+  };
+}
+
+/** Per-row agreement of served embeddings with reference embeddings. */
+export interface EmbeddingComparison {
+  rows: number;
+  worstCosine: number;
+  worstCosineRow: number;
+  worstAbsDiff: number;
+  worstAbsDiffRow: number;
+  /** Rows under MIN_COSINE or over MAX_ABS_DIFF. */
+  failingRows: number[];
+}
+
+/** Compares served rows with reference rows (same count and dimension, checked by the caller). */
+export function compareEmbeddings(served: number[][], reference: number[][]): EmbeddingComparison {
+  const result: EmbeddingComparison = {
+    rows: reference.length,
+    worstCosine: Infinity,
+    worstCosineRow: -1,
+    worstAbsDiff: -Infinity,
+    worstAbsDiffRow: -1,
+    failingRows: [],
+  };
+  reference.forEach((ref, i) => {
+    const got = served[i]!;
+    let dot = 0, nRef = 0, nGot = 0, maxDiff = 0;
+    for (let j = 0; j < ref.length; j++) {
+      const a = got[j]!, b = ref[j]!;
+      dot += a * b;
+      nRef += b * b;
+      nGot += a * a;
+      maxDiff = Math.max(maxDiff, Math.abs(a - b));
+    }
+    const cosine = nRef > 0 && nGot > 0 ? dot / Math.sqrt(nRef * nGot) : 0;
+    if (cosine < result.worstCosine) [result.worstCosine, result.worstCosineRow] = [cosine, i];
+    if (maxDiff > result.worstAbsDiff) [result.worstAbsDiff, result.worstAbsDiffRow] = [maxDiff, i];
+    if (!(cosine >= MIN_COSINE && maxDiff <= MAX_ABS_DIFF)) result.failingRows.push(i);
+  });
+  return result;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Why a body is not the contract's error JSON with this error_type, or "" when it is. */
+function errorBodyProblem(body: string, errorType: string): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return `body is not JSON: ${describe(body)}`;
+  }
+  if (!isRecord(parsed)) return `body is not a JSON object: ${describe(body)}`;
+  if (typeof parsed.error !== "string" || parsed.error === "") {
+    return `body has no "error" message: ${describe(body)}`;
+  }
+  if (parsed.error_type !== errorType) {
+    return `error_type is ${JSON.stringify(parsed.error_type)}: expected "${errorType}" (${describe(body)})`;
+  }
+  return "";
+}
+
+/** Why `value` is not `rows` embeddings of `dim` finite numbers, or "" when it is. */
+function embeddingShapeProblem(value: unknown, rows: number, dim: number): string {
+  if (!Array.isArray(value)) return `answer is not a JSON array: ${describe(value)}`;
+  if (value.length !== rows) return `answer has ${value.length} rows: expected ${rows}`;
+  for (let i = 0; i < value.length; i++) {
+    const row = value[i];
+    if (!Array.isArray(row)) return `row ${i} is not an array: ${describe(row)}`;
+    if (row.length !== dim) return `row ${i} has ${row.length} numbers: expected embedding_dim ${dim}`;
+    if (!row.every((x) => typeof x === "number" && Number.isFinite(x))) {
+      return `row ${i} holds something other than finite numbers`;
+    }
+  }
+  return "";
+}
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  body: string;
+}
+
+interface ModelFacts {
+  name: string;
+  embeddingDim: number;
+  maxSeqLength: number;
+  texts: string[];
+  embeddings: number[][];
+}
+
+async function readModelFacts(modelDir: string): Promise<ModelFacts> {
+  const specPath = `${modelDir}/embbench_model.json`;
+  const refPath = `${modelDir}/reference/embeddings.json`;
+  const spec = JSON.parse(await Deno.readTextFile(specPath));
+  if (
+    !isRecord(spec) || typeof spec.name !== "string" || !Number.isInteger(spec.embedding_dim) ||
+    !Number.isInteger(spec.max_seq_length)
+  ) {
+    throw new Error(`${specPath} lacks name, embedding_dim or max_seq_length`);
+  }
+  const ref = JSON.parse(await Deno.readTextFile(refPath));
+  if (
+    !isRecord(ref) || !Array.isArray(ref.texts) || !Array.isArray(ref.embeddings) ||
+    ref.texts.length !== ref.embeddings.length || ref.texts.length === 0 ||
+    !ref.texts.every((t: unknown) => typeof t === "string")
+  ) {
+    throw new Error(`${refPath} must hold "texts" and as many "embeddings" rows`);
+  }
+  const shape = embeddingShapeProblem(ref.embeddings, ref.texts.length, spec.embedding_dim as number);
+  if (shape) throw new Error(`${refPath}: ${shape}`);
+  return {
+    name: spec.name,
+    embeddingDim: spec.embedding_dim as number,
+    maxSeqLength: spec.max_seq_length as number,
+    texts: ref.texts,
+    embeddings: ref.embeddings,
+  };
+}
+
+/** A request the contract rejects, and how it must be answered. */
+interface BadRequest {
+  name: string;
+  method?: string;
+  path?: string;
+  contentType?: string;
+  body?: string | Uint8Array;
+  status: number;
+  errorType: string;
+}
+
+function badRequests(o: ConformanceOptions, overlong: string): BadRequest[] {
+  const json = (v: unknown) => JSON.stringify(v);
+  const tooMany = Math.max(10_000, o.maxBatch + 1);
+  const bigBytes = Math.max(10 * 1024 * 1024, o.maxBodyBytes + 1);
+  const utf8 = new TextEncoder();
+  const invalidUtf8 = new Uint8Array([...utf8.encode('{"inputs": "caf'), 0xff, 0xfe, ...utf8.encode('"}')]);
+  const v = { status: 422, errorType: "Validation" };
+  return [
+    { name: "malformed JSON", body: '{"inputs": ["a",', ...v },
+    { name: "empty body", body: "", ...v },
+    { name: "body is a JSON array, not an object", body: json(["a", "b"]), ...v },
+    { name: "missing inputs", body: json({ text: "a" }), ...v },
+    { name: "inputs is null", body: json({ inputs: null }), ...v },
+    { name: "inputs is a number", body: json({ inputs: 42 }), ...v },
+    { name: "inputs is an object", body: json({ inputs: { text: "a" } }), ...v },
+    { name: "null inside inputs", body: json({ inputs: ["a", null] }), ...v },
+    { name: "number inside inputs", body: json({ inputs: ["a", 1] }), ...v },
+    { name: "nested arrays in inputs", body: json({ inputs: [["a", "b"]] }), ...v },
+    { name: "empty inputs list", body: json({ inputs: [] }), ...v },
+    { name: "truncate is a string", body: json({ inputs: "a", truncate: "no" }), ...v },
+    { name: "normalize: false", body: json({ inputs: "a", normalize: false }), ...v },
+    { name: "invalid UTF-8", body: invalidUtf8, ...v },
+    {
+      name: "truncate: false with an over-long text",
+      body: json({ inputs: [overlong], truncate: false }),
+      ...v,
+    },
+    {
+      name: `${tooMany} inputs (MAX_BATCH ${o.maxBatch})`,
+      body: json({ inputs: Array(tooMany).fill("a") }),
+      status: 413,
+      errorType: "PayloadTooLarge",
+    },
+    {
+      name: `a ${(bigBytes / 1024 / 1024).toFixed(0)} MB body (MAX_BODY_BYTES ${o.maxBodyBytes})`,
+      body: `{"inputs": "${"a".repeat(bigBytes)}"}`,
+      status: 413,
+      errorType: "PayloadTooLarge",
+    },
+    {
+      name: "Content-Type text/plain",
+      contentType: "text/plain",
+      body: json({ inputs: "a" }),
+      status: 415,
+      errorType: "UnsupportedMediaType",
+    },
+    { name: "GET /embed", method: "GET", status: 405, errorType: "MethodNotAllowed" },
+    { name: "unknown path", method: "GET", path: "/no-such-path", status: 404, errorType: "NotFound" },
+    {
+      name: "POST to an unknown path",
+      path: "/v1/embeddings",
+      body: json({ input: "a" }),
+      status: 404,
+      errorType: "NotFound",
+    },
+  ];
+}
+
+/**
+ * Runs every check against a healthy server: /info, embeddings against the PyTorch reference,
+ * single string vs list of one, timing headers, accepted edge cases (empty string, unknown fields,
+ * null flags, truncation), at least 12 rejected requests with their status and JSON error, and
+ * /health still 200 afterwards. Never throws for a misbehaving server: that is a failed check.
+ */
+export async function runConformance(o: ConformanceOptions): Promise<ConformanceCheck[]> {
+  const checks: ConformanceCheck[] = [];
+  const timeoutMs = o.requestTimeoutMs ?? 300_000;
+  const add = (name: string, ok: boolean, detail: string, metrics?: Record<string, number>) =>
+    checks.push(metrics ? { name, ok, detail, metrics } : { name, ok, detail });
+
+  let facts: ModelFacts;
+  try {
+    facts = await readModelFacts(o.modelDir);
+  } catch (e) {
+    add("model folder", false, `cannot read the model's facts: ${e instanceof Error ? e.message : e}`);
+    return checks;
+  }
+
+  async function call(
+    method: string,
+    path: string,
+    body?: string | Uint8Array,
+    contentType: string | undefined = "application/json",
+  ): Promise<Answer | string> {
+    try {
+      const headers: Record<string, string> = {};
+      if (contentType !== undefined && body !== undefined) headers["content-type"] = contentType;
+      const r = await fetch(`${o.baseUrl}${path}`, {
+        method,
+        headers,
+        body: body as BodyInit | undefined,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      return { status: r.status, headers: r.headers, body: await r.text() };
+    } catch (e) {
+      return `${method} ${path} failed: ${e instanceof Error ? e.message : e}`;
+    }
+  }
+
+  /** POSTs inputs to /embed; the rows, or why there are none. */
+  async function embed(payload: Record<string, unknown>, rows: number): Promise<
+    { rows: number[][]; answer: Answer } | string
+  > {
+    const answer = await call("POST", "/embed", JSON.stringify(payload));
+    if (typeof answer === "string") return answer;
+    if (answer.status !== 200) return `answered ${answer.status}: ${describe(answer.body)}`;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(answer.body);
+    } catch {
+      return `200 answer is not JSON: ${describe(answer.body)}`;
+    }
+    const problem = embeddingShapeProblem(parsed, rows, facts.embeddingDim);
+    return problem ? problem : { rows: parsed as number[][], answer };
+  }
+
+  // /info
+  {
+    const answer = await call("GET", "/info");
+    const problems: string[] = [];
+    let info: Record<string, unknown> = {};
+    if (typeof answer === "string") problems.push(answer);
+    else if (answer.status !== 200) problems.push(`answered ${answer.status}: ${describe(answer.body)}`);
+    else {
+      try {
+        const parsed = JSON.parse(answer.body);
+        if (isRecord(parsed)) info = parsed;
+        else problems.push(`not a JSON object: ${describe(answer.body)}`);
+      } catch {
+        problems.push(`not JSON: ${describe(answer.body)}`);
+      }
+    }
+    if (problems.length === 0) {
+      const expect = (field: string, ok: boolean, wanted: string) => {
+        if (!ok) problems.push(`${field} is ${JSON.stringify(info[field])}: expected ${wanted}`);
+      };
+      const positiveInt = (x: unknown) => Number.isInteger(x) && (x as number) >= 1;
+      const nonEmpty = (x: unknown) => typeof x === "string" && x !== "";
+      expect("framework", nonEmpty(info.framework), "a name");
+      expect("framework_version", nonEmpty(info.framework_version), "a version");
+      expect("model", info.model === facts.name, `"${facts.name}" (embbench_model.json)`);
+      expect(
+        "embedding_dim",
+        info.embedding_dim === facts.embeddingDim,
+        `${facts.embeddingDim} (embbench_model.json)`,
+      );
+      expect(
+        "max_seq_length",
+        info.max_seq_length === facts.maxSeqLength,
+        `${facts.maxSeqLength} (embbench_model.json)`,
+      );
+      expect("dtype", nonEmpty(info.dtype), "a dtype name");
+      expect(
+        "threads",
+        positiveInt(info.threads) && (o.threads === undefined || info.threads === o.threads),
+        o.threads === undefined ? "an integer >= 1" : `${o.threads} (NUM_THREADS)`,
+      );
+      expect(
+        "cpus",
+        typeof info.cpus === "string" && /^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(info.cpus),
+        'a cpuset string such as "0-1,4"',
+      );
+      expect("max_batch", info.max_batch === o.maxBatch, `${o.maxBatch} (MAX_BATCH)`);
+      expect(
+        "max_inflight",
+        positiveInt(info.max_inflight) &&
+          (o.maxInflight === undefined || info.max_inflight === o.maxInflight),
+        o.maxInflight === undefined ? "an integer >= 1" : `${o.maxInflight} (MAX_INFLIGHT)`,
+      );
+      expect("build", isRecord(info.build), "an object");
+    }
+    add(
+      "info: shape and values",
+      problems.length === 0,
+      problems.length === 0
+        ? `${info.framework} ${info.framework_version}, cpus ${info.cpus}`
+        : problems.join("; "),
+    );
+  }
+
+  // Embeddings against the reference, in batches of at most MAX_BATCH (one padded batch when it fits).
+  const served: number[][] = [];
+  let timingAnswer: Answer | undefined;
+  {
+    let failure = "";
+    for (let start = 0; start < facts.texts.length && !failure; start += o.maxBatch) {
+      const texts = facts.texts.slice(start, start + o.maxBatch);
+      const got = await embed({ inputs: texts }, texts.length);
+      if (typeof got === "string") failure = `texts ${start}..${start + texts.length - 1}: ${got}`;
+      else {
+        served.push(...got.rows);
+        timingAnswer ??= got.answer;
+      }
+    }
+    if (failure) add("embeddings match the reference", false, failure);
+    else {
+      const c = compareEmbeddings(served, facts.embeddings);
+      const figures = `${c.rows} rows, worst cosine ${c.worstCosine.toFixed(7)} (row ${c.worstCosineRow}), ` +
+        `worst max |Δ| ${c.worstAbsDiff.toExponential(2)} (row ${c.worstAbsDiffRow})`;
+      add(
+        "embeddings match the reference",
+        c.failingRows.length === 0,
+        c.failingRows.length === 0
+          ? `${figures}; limits cosine >= ${MIN_COSINE}, max |Δ| <= ${MAX_ABS_DIFF}`
+          : `rows ${
+            c.failingRows.join(", ")
+          } outside cosine >= ${MIN_COSINE} and max |Δ| <= ${MAX_ABS_DIFF}: ${figures}`,
+        { worstCosine: c.worstCosine, worstAbsDiff: c.worstAbsDiff, rows: c.rows },
+      );
+    }
+  }
+
+  // Timing headers of a 200 answer.
+  {
+    const name = "timing headers: present, milliseconds";
+    if (!timingAnswer) add(name, false, "no 200 answer from /embed to read them from");
+    else {
+      const values: Record<string, number> = {};
+      const problems: string[] = [];
+      for (const header of TIMING_HEADERS) {
+        const raw = timingAnswer.headers.get(header);
+        const ms = raw === null || raw.trim() === "" ? NaN : Number(raw);
+        if (!Number.isFinite(ms) || ms < 0) {
+          problems.push(`${header} is ${JSON.stringify(raw)}: expected ms >= 0`);
+        } else values[header] = ms;
+      }
+      const total = values["x-total-time"];
+      for (const part of ["x-tokenization-time", "x-inference-time"]) {
+        const v = values[part];
+        if (total !== undefined && v !== undefined && v > total + 0.01) {
+          problems.push(`${part} ${v} exceeds x-total-time ${total}`);
+        }
+      }
+      add(
+        name,
+        problems.length === 0,
+        problems.length === 0
+          ? TIMING_HEADERS.map((h) => `${h}: ${values[h]}`).join(", ")
+          : problems.join("; "),
+      );
+    }
+  }
+
+  // A single string is a list of one.
+  {
+    const text = facts.texts[0]!;
+    const single = await embed({ inputs: text }, 1);
+    const listed = await embed({ inputs: [text] }, 1);
+    const name = "single string equals a list of one";
+    if (typeof single === "string") add(name, false, `single string: ${single}`);
+    else if (typeof listed === "string") add(name, false, `list of one: ${listed}`);
+    else {
+      const diff = Math.max(...single.rows[0]!.map((x, j) => Math.abs(x - listed.rows[0]![j]!)));
+      add(
+        name,
+        diff <= SINGLE_VS_LIST_MAX_DIFF,
+        `max |Δ| ${diff.toExponential(2)} (limit ${SINGLE_VS_LIST_MAX_DIFF})`,
+        { maxAbsDiff: diff },
+      );
+    }
+  }
+
+  // Accepted edge cases: the contract's policies.
+  // Every word is at least one token, so twice max_seq_length words is over-long for any tokenizer.
+  const overlong = Array(facts.maxSeqLength * 2).fill("hello").join(" ");
+  {
+    const accepted: [string, Record<string, unknown>, number][] = [
+      ["accepts an empty string", { inputs: ["", "a"] }, 2],
+      ["ignores unknown fields", { inputs: "a", prompt_name: "query", unknown_field: [1, 2] }, 1],
+      ["null truncate and normalize mean the defaults", { inputs: "a", truncate: null, normalize: null }, 1],
+      ["accepts truncate: true and normalize: true", { inputs: ["a"], truncate: true, normalize: true }, 1],
+    ];
+    for (const [name, payload, rows] of accepted) {
+      const got = await embed(payload, rows);
+      add(name, typeof got !== "string", typeof got === "string" ? got : `200 with ${rows} row(s)`);
+    }
+    // Two texts that agree on their first max_seq_length tokens must embed alike once truncated.
+    const longer = Array(facts.maxSeqLength * 3).fill("hello").join(" ");
+    const got = await embed({ inputs: [overlong, longer] }, 2);
+    const name = `truncates over-long texts to max_seq_length (${facts.maxSeqLength})`;
+    if (typeof got === "string") add(name, false, got);
+    else {
+      const diff = Math.max(...got.rows[0]!.map((x, j) => Math.abs(x - got.rows[1]![j]!)));
+      add(
+        name,
+        diff <= MAX_ABS_DIFF,
+        `texts of ${facts.maxSeqLength * 2} and ${facts.maxSeqLength * 3} words: max |Δ| ${
+          diff.toExponential(2)
+        }`,
+      );
+    }
+  }
+
+  // Rejected requests.
+  for (const bad of badRequests(o, overlong)) {
+    const method = bad.method ?? "POST";
+    const path = bad.path ?? "/embed";
+    const answer = await call(method, path, bad.body, bad.contentType ?? "application/json");
+    const name = `rejects ${bad.name}: ${bad.status} ${bad.errorType}`;
+    if (typeof answer === "string") {
+      add(name, false, answer);
+      continue;
+    }
+    const problems: string[] = [];
+    if (answer.status !== bad.status) problems.push(`status ${answer.status}: expected ${bad.status}`);
+    const contentType = answer.headers.get("content-type") ?? "";
+    if (!contentType.toLowerCase().startsWith("application/json")) {
+      problems.push(`Content-Type ${JSON.stringify(contentType)}: expected application/json`);
+    }
+    const bodyProblem = errorBodyProblem(answer.body, bad.errorType);
+    if (bodyProblem) problems.push(bodyProblem);
+    add(name, problems.length === 0, problems.length === 0 ? describe(answer.body) : problems.join("; "));
+  }
+
+  // Still serving.
+  {
+    const answer = await call("GET", "/health");
+    const ok = typeof answer !== "string" && answer.status === 200;
+    add(
+      "health still 200 after the rejected requests",
+      ok,
+      typeof answer === "string" ? answer : `${answer.status} ${describe(answer.body)}`,
+    );
+  }
+  return checks;
+}
