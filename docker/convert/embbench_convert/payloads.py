@@ -44,7 +44,8 @@ def write_payloads(
     """Writes seq<L>_b<B>.json and index.json into `out_dir`; returns the index.
 
     Lengths over max_seq_length are capped to it (a server would truncate them anyway).
-    Every row of a body is a different text, so no server can answer from a cache.
+    Every row starts at a different corpus sentence, so rows differ (except at lengths of one or two
+    real tokens, where two rows may begin with the same word).
     """
     tok = load_plain_tokenizer(model_dir / "pytorch" / "tokenizer.json")
     sentences = load_sentences(corpus_dir)

