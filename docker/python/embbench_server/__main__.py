@@ -33,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from_env()
         _limit_native_threads(settings.num_threads)
-        from .backends import backend_class
+        from .backends import backend_class, check_backend_name
         from .text_tokenizer import TextTokenizer
 
+        framework = check_backend_name(args.backend)
         spec = load_model_spec(settings.model_dir)
         tokenizer = TextTokenizer(settings.model_dir / "pytorch", spec.max_seq_length)
-        backend = backend_class(args.backend)(spec, settings)
     except ConfigError as e:
         print(f"embbench_server: {e}", file=sys.stderr)
         return 2
@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = EmbedServer(settings, spec, tokenizer, backend, on_load_failure)
+    app = EmbedServer(
+        settings, spec, tokenizer, framework, lambda: backend_class(framework)(spec, settings), on_load_failure
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     log.info(
         "%s on %s:%d, model %s, NUM_THREADS=%d MAX_BATCH=%d MAX_INFLIGHT=%d",
-        backend.framework, settings.host, settings.port, settings.model_dir,
+        framework, settings.host, settings.port, settings.model_dir,
         settings.num_threads, settings.max_batch, settings.max_inflight,
     )
     server.run()

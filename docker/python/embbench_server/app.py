@@ -113,13 +113,18 @@ class EmbedServer:
         settings: Settings,
         spec: ModelSpec,
         tokenizer: TextTokenizer,
-        backend: Backend,
+        framework: str,
+        make_backend: Callable[[], Backend],
         on_load_failure: Callable[[BaseException], None] | None = None,
     ):
+        """`make_backend` runs in the loading thread: importing a framework (torch takes seconds)
+        is part of loading, after the port is bound."""
         self.settings = settings
         self.spec = spec
         self.tokenizer = tokenizer
-        self.backend = backend
+        self.framework = framework
+        self.make_backend = make_backend
+        self.backend: Backend | None = None
         self.on_load_failure = on_load_failure
         self.state = "loading"  # then "ready" or "failed"
         self.load_error = ""
@@ -140,20 +145,22 @@ class EmbedServer:
             if self.settings.load_delay_ms:
                 time.sleep(self.settings.load_delay_ms / 1000)
             started = time.perf_counter()
-            self.backend.load()
+            backend = self.make_backend()
+            backend.load()
             loaded = time.perf_counter()
-            warm = self.backend.embed(self.tokenizer.encode([WARMUP_TEXT]))
+            warm = backend.embed(self.tokenizer.encode([WARMUP_TEXT]))
             if warm.shape != (1, self.spec.embedding_dim):
                 raise RuntimeError(
                     f"warm-up embedding has shape {warm.shape}: expected (1, {self.spec.embedding_dim}) "
                     "from embbench_model.json's embedding_dim"
                 )
-            self._build = self.backend.build_info()
+            self._build = backend.build_info()
             self.load_ms = (loaded - started) * 1000
             log.warning(
-                "model %r loaded by %s in %.0f ms, warm-up %.0f ms",
-                self.spec.name, self.backend.framework, self.load_ms, (time.perf_counter() - loaded) * 1000,
+                "model %r loaded by %s in %.0f ms (framework import included), warm-up %.0f ms",
+                self.spec.name, self.framework, self.load_ms, (time.perf_counter() - loaded) * 1000,
             )
+            self.backend = backend
             self.state = "ready"
         except BaseException as e:  # noqa: BLE001 -- any failure must surface, not leave a silent 503
             self.load_error = f"{type(e).__name__}: {e}"
@@ -244,8 +251,9 @@ class EmbedServer:
             **self._build,
         }
         return {
-            "framework": self.backend.framework,
-            "framework_version": self.backend.framework_version(),
+            "framework": self.framework,
+            # Known once the framework is imported, which is part of loading.
+            "framework_version": self.backend.framework_version() if self.backend is not None else None,
             "model": self.spec.name,
             "embedding_dim": self.spec.embedding_dim,
             "max_seq_length": self.spec.max_seq_length,
@@ -281,8 +289,10 @@ class EmbedServer:
                 f"'inputs[{row}]' is longer than max_seq_length ({self.spec.max_seq_length} tokens) "
                 "and 'truncate' is false"
             )
+        backend = self.backend
+        assert backend is not None  # state is "ready"
         try:
-            embeddings = await loop.run_in_executor(self._infer_pool, self.backend.embed, batch)
+            embeddings = await loop.run_in_executor(self._infer_pool, backend.embed, batch)
             expected = (len(texts), self.spec.embedding_dim)
             if embeddings.shape != expected:
                 raise RuntimeError(f"backend returned shape {embeddings.shape}: expected {expected}")

@@ -163,8 +163,8 @@ def start_server(tmp_path) -> Callable[..., LiveServer]:
         spec = load_model_spec(model_dir)
         backend = FakeBackend(spec, settings, load_gate, fail_load)
         failures: list[BaseException] = []
-        app = EmbedServer(settings, spec, TextTokenizer(model_dir / "pytorch", spec.max_seq_length), backend,
-                          failures.append)
+        app = EmbedServer(settings, spec, TextTokenizer(model_dir / "pytorch", spec.max_seq_length), "fake",
+                          lambda: backend, failures.append)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",

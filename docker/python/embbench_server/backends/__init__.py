@@ -14,8 +14,14 @@ BACKENDS = {
 }
 
 
-def backend_class(name: str) -> type[Backend]:
+def check_backend_name(name: str) -> str:
     if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)} (--backend or EMBBENCH_BACKEND)")
+    return name
+
+
+def backend_class(name: str) -> type[Backend]:
+    """Imports the backend's module, and so its framework: seconds for torch."""
+    check_backend_name(name)
     module_name, class_name = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)

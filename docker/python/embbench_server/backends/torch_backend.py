@@ -20,6 +20,9 @@ from ..config import ConfigError
 from ..text_tokenizer import TokenBatch
 from .base import Backend
 
+# The unused pooler weights of BERT-style checkpoints are expected here, not worth a warning.
+transformers.logging.set_verbosity_error()
+
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """[batch, seq, dim] -> [batch, dim]. Rows are right-padded, so a row's last real token sits
@@ -69,7 +72,9 @@ class TorchBackend(Backend):
         path = self.settings.model_dir / "pytorch"
         if not (path / "config.json").is_file():
             raise ConfigError(f"{path / 'config.json'} is missing: run `embbench convert` for this model")
-        self.model = AutoModel.from_pretrained(str(path), dtype=torch.float32).eval()
+        # BERT-style models carry a pooler head we never use (pooling is embbench_model.json's).
+        extra = {"add_pooling_layer": False} if self.spec.architecture in ("bert", "xlm-roberta") else {}
+        self.model = AutoModel.from_pretrained(str(path), dtype=torch.float32, **extra).eval()
 
     def embed(self, batch: TokenBatch) -> np.ndarray:
         # inference_mode is thread-local: enter it in the inference thread itself.
