@@ -1,10 +1,196 @@
-import type { GlobalOptions } from "../lib/context.ts";
-import { NotImplementedError } from "../lib/errors.ts";
-export function run(_o: GlobalOptions, _a: string[], _f: Record<string, unknown>): Promise<number> {
-  throw new NotImplementedError("embbench verify is not implemented yet");
+/**
+ * `embbench verify`: starts each built image with each converted model and checks the contract and
+ * the embeddings against the PyTorch reference. `run` refuses frameworks that fail it.
+ */
+import { join } from "node:path";
+import { applyQuick, type BenchmarkConfig, loadConfig } from "../lib/config.ts";
+import { type ConformanceCheck, runConformance } from "../lib/conformance.ts";
+import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
+import { readTopology } from "../lib/cpuset.ts";
+import { type ContainerEngine, DockerEngine, parseMemory } from "../lib/docker.ts";
+import { RunError, UsageError } from "../lib/errors.ts";
+import { log, output } from "../lib/log.ts";
+import { writeJsonAtomic } from "../lib/results.ts";
+import { cpusetSize, startServer } from "../lib/server.ts";
+import { autoSplit, formatCpuset } from "../lib/cpuset.ts";
+
+/** results/verify/<framework>__<model>.json. */
+export interface VerifyRecord {
+  framework: string;
+  model: string;
+  image: string;
+  imageId: string;
+  /** sha256 of the model's manifest.json: a re-converted model needs verifying again. */
+  modelManifest: string;
+  ok: boolean;
+  checks: ConformanceCheck[];
+  at: string;
 }
-export function verifyGate(_o: unknown): Promise<void> {
-  return Promise.reject(
-    new NotImplementedError("embbench verify is not implemented yet: pass --skip-verify"),
+
+async function sha256File(path: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function recordPath(results: string, framework: string, model: string): string {
+  return join(results, "verify", `${framework}__${model}.json`);
+}
+
+/** Verifies one framework image with one model and saves the record. */
+export async function verifyOne(o: {
+  engine: ContainerEngine;
+  framework: string;
+  model: string;
+  image?: string;
+  modelsDir: string;
+  results: string;
+  config: BenchmarkConfig;
+}): Promise<VerifyRecord> {
+  const image = o.image ?? `embbench/${o.framework}:latest`;
+  const imageId = await o.engine.imageId(image);
+  if (!imageId) throw new UsageError(`Image ${image} does not exist: run 'embbench build ${o.framework}'`);
+  const modelDir = join(o.modelsDir, o.model);
+  let modelManifest: string;
+  try {
+    modelManifest = await sha256File(join(modelDir, "manifest.json"));
+  } catch {
+    throw new UsageError(
+      `Model ${o.model} is not converted (${modelDir}/manifest.json): run 'embbench convert ${o.model}'`,
+    );
+  }
+  const { server } = autoSplit(readTopology());
+  const checks: ConformanceCheck[] = [];
+  log.info(`verify ${o.framework} with ${o.model}: starting ${image}`);
+  const s = await startServer(o.engine, {
+    framework: o.framework,
+    image,
+    modelDir,
+    cpuset: formatCpuset(server),
+    memoryBytes: parseMemory(o.config.container.memory_limit),
+    maxBatch: o.config.container.max_batch,
+    maxInflight: o.config.container.max_inflight,
+    healthTimeoutS: o.config.container.health_timeout_s,
+    runId: `verify-${o.framework}-${o.model}`,
+    env: { LOAD_DELAY_MS: "1500" },
+  });
+  try {
+    checks.push({
+      name: "health answers 503 while loading, then 200",
+      ok: s.saw503,
+      detail: s.saw503
+        ? `healthy after ${s.loadTimeMs.toFixed(0)} ms`
+        : "never saw 503 although LOAD_DELAY_MS=1500",
+    });
+    checks.push(
+      ...await runConformance({
+        baseUrl: s.baseUrl,
+        modelDir,
+        maxBatch: o.config.container.max_batch,
+        maxBodyBytes: 2 * 1024 * 1024,
+        threads: cpusetSize(formatCpuset(server)),
+        maxInflight: o.config.container.max_inflight,
+      }),
+    );
+  } finally {
+    await o.engine.remove(s.containerId);
+  }
+  const record: VerifyRecord = {
+    framework: o.framework,
+    model: o.model,
+    image,
+    imageId,
+    modelManifest,
+    ok: checks.every((c) => c.ok),
+    checks,
+    at: new Date().toISOString(),
+  };
+  await writeJsonAtomic(recordPath(o.results, o.framework, o.model), record);
+  for (const c of checks) {
+    log.plain(`  ${c.ok ? "ok  " : "FAIL"}  ${c.name}${c.detail ? `: ${c.detail}` : ""}`);
+  }
+  log.info(
+    `verify ${o.framework} with ${o.model}: ${record.ok ? "passed" : "FAILED"} (${
+      checks.filter((c) => c.ok).length
+    }/${checks.length} checks)`,
   );
+  return record;
+}
+
+/**
+ * The gate `run` applies: a framework must have passed verify with this image and this model;
+ * verify runs now when there is no record for them.
+ */
+export async function verifyGate(o: Parameters<typeof verifyOne>[0]): Promise<void> {
+  const image = o.image ?? `embbench/${o.framework}:latest`;
+  let record: VerifyRecord | undefined;
+  try {
+    const saved = JSON.parse(
+      await Deno.readTextFile(recordPath(o.results, o.framework, o.model)),
+    ) as VerifyRecord;
+    const current = await o.engine.imageId(image);
+    const manifest = await sha256File(join(o.modelsDir, o.model, "manifest.json")).catch(() => "");
+    if (saved.imageId === current && saved.modelManifest === manifest) record = saved;
+  } catch { /* no record yet */ }
+  record ??= await verifyOne(o);
+  if (!record.ok) {
+    const failed = record.checks.filter((c) => !c.ok).map((c) => c.name).slice(0, 3).join("; ");
+    throw new RunError(
+      `${o.framework} failed verify with ${o.model} (${failed}): not benchmarked; fix it or pass --skip-verify`,
+    );
+  }
+}
+
+export async function run(
+  opts: GlobalOptions,
+  _args: string[],
+  flags: { framework?: string[]; model?: string[]; json?: boolean },
+): Promise<number> {
+  const loaded = await loadConfig(opts.models, opts.config, { topology: readTopology() });
+  const config = opts.quick ? applyQuick(loaded.config) : loaded.config;
+  const frameworks = flags.framework ?? config.frameworks;
+  const models = flags.model ?? config.active_models;
+  const engine = new DockerEngine();
+  await engine.serverVersion();
+  const records: VerifyRecord[] = [];
+  for (const model of models) {
+    if (!loaded.models.models[model]) {
+      throw new UsageError(`--model "${model}" is not in ${loaded.modelsFile.name}`);
+    }
+    for (const framework of frameworks) {
+      try {
+        records.push(
+          await verifyOne({
+            engine,
+            framework,
+            model,
+            modelsDir: join(REPO_ROOT, "models"),
+            results: opts.results,
+            config,
+          }),
+        );
+      } catch (e) {
+        if (e instanceof UsageError) throw e;
+        const checks = [{
+          name: "server starts and becomes healthy",
+          ok: false,
+          detail: (e as Error).message,
+        }];
+        records.push({
+          framework,
+          model,
+          image: "",
+          imageId: "",
+          modelManifest: "",
+          ok: false,
+          checks,
+          at: new Date().toISOString(),
+        });
+        log.error(`verify ${framework} with ${model}: ${(e as Error).message}`);
+      }
+    }
+  }
+  if (flags.json) output(JSON.stringify(records, null, 2));
+  const failed = records.filter((r) => !r.ok);
+  log.info(`verify: ${records.length - failed.length} passed, ${failed.length} failed`);
+  return failed.length > 0 ? 1 : 0;
 }
