@@ -23,6 +23,8 @@ suite() {
   fi
 }
 
+# The two offline models first: the conformance tests and the image suites serve them.
+suite "convert tiny-xlmr minilm" ./embbench convert tiny-xlmr minilm
 # Harness: format, lint, type check, unit and Docker end-to-end tests.
 suite harness deno task check
 # Framework and conversion suites, where they exist.
