@@ -284,8 +284,9 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j, const std::string& or
   if (type == "Precompiled") {
     auto n = std::make_unique<PrecompiledNormalizer>();
     const json& map = require(j, "precompiled_charsmap", origin, "normalizer Precompiled");
-    if (map.is_null()) return n;  // an empty charsmap changes nothing
+    if (map.is_null()) return n;  // no charsmap changes nothing
     const std::string blob = base64_decode(map.get<std::string>(), origin);
+    if (blob.empty()) return n;
     if (blob.size() < 4) fail(origin, "precompiled_charsmap is shorter than its header");
     uint32_t trie_bytes;
     std::memcpy(&trie_bytes, blob.data(), 4);  // little-endian, as x86-64 is

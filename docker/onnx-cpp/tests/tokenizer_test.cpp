@@ -106,6 +106,12 @@ TEST_CASE("Unsupported tokenizer.json parts are refused by name") {
   CHECK_THROWS_AS(Tokenizer::from_json("{not json", "z.json"), TokenizerError);
 }
 
+TEST_CASE("An empty Precompiled charsmap changes nothing") {
+  const auto t = Tokenizer::from_json(R"({"normalizer": {"type": "Precompiled", "precompiled_charsmap": ""},
+      "model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "\uff21": 1}}})", "p.json");
+  CHECK(t.encode("\xEF\xBC\xA1").ids == Ids{1});  // fullwidth A stays fullwidth
+}
+
 TEST_CASE("graphemes() keeps combining marks and emoji sequences together") {
   const auto g = embbench::unicode::graphemes("e\xCC\x81x\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD");  // é x 👍🏽
   REQUIRE(g.size() == 3);
