@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 CONVERT_DIR = Path(__file__).resolve().parents[1]
+# In-process imports must see the same embbench_convert as the CLI subprocesses below, even where
+# another copy is on the path (the image's /opt/embbench/convert).
+sys.path.insert(0, str(CONVERT_DIR))
 REPO = CONVERT_DIR.parents[1]
 MODELS_FILE = REPO / "models.yaml"
 CORPUS_DIR = REPO / "data" / "corpus"
