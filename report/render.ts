@@ -211,5 +211,5 @@ export async function renderReport(run: RunInfo, cells: CellResult[]): Promise<s
     CHART_JS: (await chartJsSource()).replaceAll("</script", "<\\/script"),
     CHART_DATA: JSON.stringify(charts.map((c) => ({ id: c.id, config: c.config }))).replaceAll("</", "<\\/"),
   };
-  return template.replace(/\{\{(\w+)\}\}/g, (_, k: string) => fill[k] ?? "");
+  return template.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, k: string) => fill[k] ?? "");
 }

@@ -106,7 +106,7 @@ export async function run(opts: GlobalOptions, _args: string[], flags: RunFlags)
     {
       name: "report",
       async run() {
-        const cells = [...(await readCells(runDir)).values()];
+        const cells = [...(await readCells(runDir)).values()].sort((a, b) => a.id.localeCompare(b.id));
         log.plain(cellTable(cells));
         return await writeReport(runDir);
       },
