@@ -1,0 +1,145 @@
+//! Server settings from the environment (docker/CONTRACT.md, "Environment") and the model's serving facts.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Everything the container's environment configures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub model_dir: PathBuf,
+    pub host: String,
+    pub port: u16,
+    /// The inference thread pool size: the only source of any thread count.
+    pub num_threads: usize,
+    pub max_batch: usize,
+    pub max_inflight: usize,
+    pub max_body_bytes: usize,
+    pub load_delay_ms: u64,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let model_dir = get("MODEL_DIR").context("MODEL_DIR is not set: expected the model folder written by `embbench convert`")?;
+        let num_threads = get("NUM_THREADS")
+            .context("NUM_THREADS is not set: expected the inference thread count (the container's cpuset size)")?;
+        Ok(Self {
+            model_dir: PathBuf::from(model_dir),
+            host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),
+            port: parse_number("PORT", get("PORT"), 8080u16, 1)?,
+            num_threads: parse_number("NUM_THREADS", Some(num_threads), 0usize, 1)?,
+            max_batch: parse_number("MAX_BATCH", get("MAX_BATCH"), 64usize, 1)?,
+            max_inflight: parse_number("MAX_INFLIGHT", get("MAX_INFLIGHT"), 1usize, 1)?,
+            max_body_bytes: parse_number("MAX_BODY_BYTES", get("MAX_BODY_BYTES"), 2_097_152usize, 1)?,
+            load_delay_ms: parse_number("LOAD_DELAY_MS", get("LOAD_DELAY_MS"), 0u64, 0)?,
+        })
+    }
+}
+
+fn parse_number<T>(name: &str, value: Option<String>, default: T, min: T) -> Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(raw) = value else { return Ok(default) };
+    let Ok(n) = raw.trim().parse::<T>() else {
+        bail!("{name}=\"{raw}\" is not a whole number: expected an integer of at least {min}");
+    };
+    if n < min {
+        bail!("{name}={n} is too small: expected at least {min}");
+    }
+    Ok(n)
+}
+
+/// How token states become one vector (`pooling` in embbench_model.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The first token's state.
+    Cls,
+    /// The mean over real (unpadded) tokens.
+    Mean,
+    /// The last real token's state.
+    LastToken,
+}
+
+/// `MODEL_DIR/embbench_model.json`: the serving facts of a converted model.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub architecture: String,
+    pub pooling: Pooling,
+    pub normalize: bool,
+    pub max_seq_length: usize,
+    pub embedding_dim: usize,
+}
+
+impl ModelSpec {
+    /// Reads `embbench_model.json` from a model folder.
+    pub fn load(model_dir: &Path) -> Result<Self> {
+        let path = model_dir.join("embbench_model.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let spec: Self =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a valid model description", path.display()))?;
+        if spec.max_seq_length == 0 {
+            bail!("{}: \"max_seq_length\" is 0, expected a positive token count", path.display());
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = settings(&[("MODEL_DIR", "/model"), ("NUM_THREADS", "2")]).unwrap();
+        assert_eq!(s.host, "127.0.0.1");
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.num_threads, 2);
+        assert_eq!(s.max_batch, 64);
+        assert_eq!(s.max_inflight, 1);
+        assert_eq!(s.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(s.load_delay_ms, 0);
+    }
+
+    #[test]
+    fn num_threads_is_required() {
+        let e = settings(&[("MODEL_DIR", "/model")]).unwrap_err().to_string();
+        assert!(e.contains("NUM_THREADS is not set"), "{e}");
+    }
+
+    #[test]
+    fn bad_numbers_are_named() {
+        let e = settings(&[("MODEL_DIR", "/m"), ("NUM_THREADS", "two")]).unwrap_err().to_string();
+        assert!(e.contains("NUM_THREADS=\"two\""), "{e}");
+        let e = settings(&[("MODEL_DIR", "/m"), ("NUM_THREADS", "0")]).unwrap_err().to_string();
+        assert!(e.contains("NUM_THREADS=0 is too small"), "{e}");
+        let e = settings(&[("MODEL_DIR", "/m"), ("NUM_THREADS", "1"), ("PORT", "99999")]).unwrap_err().to_string();
+        assert!(e.contains("PORT=\"99999\""), "{e}");
+    }
+
+    #[test]
+    fn model_spec_parses_every_pooling() {
+        for (text, pooling) in [("cls", Pooling::Cls), ("mean", Pooling::Mean), ("last_token", Pooling::LastToken)] {
+            let json = format!(
+                r#"{{"name":"m","architecture":"bert","pooling":"{text}","normalize":true,"max_seq_length":8,"embedding_dim":4}}"#
+            );
+            let spec: ModelSpec = serde_json::from_str(&json).unwrap();
+            assert_eq!(spec.pooling, pooling);
+        }
+    }
+}
