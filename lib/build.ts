@@ -124,13 +124,19 @@ export async function dockerBuildCli(): Promise<{ cli: string; buildkit: boolean
   return { cli: "docker", buildkit: false };
 }
 
-/** Reads a build's progress from one output line: BuildKit's "#5 [2/7] RUN ..." or legacy "Step 2/7 : RUN ...". */
-export function parseProgress(line: string): { step?: string; cached?: boolean } {
-  const bk = /^#\d+ \[(?:[\w.-]+ )?(\d+\/\d+)\] (.*)$/.exec(line);
-  if (bk) return { step: `${bk[1]} ${bk[2]}` };
+/**
+ * Reads a build's progress from one output line: BuildKit's "#5 [stage 2/7] RUN ..." and "#5 CACHED"
+ * (keyed by vertex number, as parallel stages interleave) or the legacy "Step 2/7 : RUN ..." and
+ * " ---> Using cache".
+ */
+export function parseProgress(line: string): { vertex?: string; step?: string; cached?: string } {
+  const bk = /^#(\d+) \[((?:[\w.-]+ )?\d+\/\d+)\] (.*)$/.exec(line);
+  if (bk) return { vertex: bk[1], step: `${bk[2]} ${bk[3]}` };
+  const bkCached = /^#(\d+) CACHED$/.exec(line);
+  if (bkCached) return { cached: bkCached[1] };
   const legacy = /^Step (\d+\/\d+) : (.*)$/.exec(line);
-  if (legacy) return { step: `${legacy[1]} ${legacy[2]}` };
-  if (/^#\d+ CACHED$/.test(line) || /^ ---> Using cache$/.test(line)) return { cached: true };
+  if (legacy) return { vertex: `step${legacy[1]}`, step: `${legacy[1]} ${legacy[2]}` };
+  if (/^ ---> Using cache$/.test(line)) return { cached: "legacy" };
   return {};
 }
 
@@ -170,9 +176,9 @@ export async function buildImage(
     stderr: "piped",
     signal: opts.signal,
   }).spawn();
-  let steps = 0;
-  let cached = 0;
-  let current = "";
+  const steps = new Set<string>();
+  const cached = new Set<string>();
+  let lastStep = "";
   const tail: string[] = [];
   const isTty = Deno.stderr.isTerminal();
   const show = (text: string) => {
@@ -193,12 +199,14 @@ export async function buildImage(
         tail.push(line);
         if (tail.length > 30) tail.shift();
         const p = parseProgress(line);
-        if (p.step && p.step !== current) {
-          current = p.step;
-          steps++;
+        if (p.vertex && !steps.has(p.vertex)) {
+          steps.add(p.vertex);
+          lastStep = p.vertex;
           show(`step ${p.step}`);
         }
-        if (p.cached) cached++;
+        if (p.cached === "legacy") {
+          if (lastStep) cached.add(lastStep);
+        } else if (p.cached) cached.add(p.cached);
       }
     }
   };
@@ -215,5 +223,14 @@ export async function buildImage(
     );
   }
   const imageId = (await commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag])) ?? "";
-  return { name, tag, contentHash: hash, imageId, seconds, steps, cachedSteps: cached, logFile };
+  return {
+    name,
+    tag,
+    contentHash: hash,
+    imageId,
+    seconds,
+    steps: steps.size,
+    cachedSteps: [...cached].filter((v) => steps.has(v)).length,
+    logFile,
+  };
 }

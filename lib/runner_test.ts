@@ -128,7 +128,7 @@ Deno.test({
   ignore: needsDocker,
   async fn() {
     await ensureTestImage();
-    const { dir, modelsDir } = await fixture(150, [1, 2, 4]);
+    const { dir, modelsDir } = await fixture(1500, [1, 2, 4]);
     const main = fileURLToPath(new URL("../main.ts", import.meta.url));
     const results = join(dir, "results");
     const args = [
@@ -187,6 +187,136 @@ Deno.test({
     ok([...after.values()].every((c) => c.status === "ok"));
     ok((await readRun(runDir)).endedAt);
     deepStrictEqual(await new DockerEngine().findByLabel(RUN_LABEL, runId), []);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "SIGTERM stops a run, removes its containers and keeps every finished cell",
+  ignore: needsDocker,
+  async fn() {
+    await ensureTestImage();
+    const { dir, modelsDir } = await fixture(1500, [1, 2, 4]);
+    const main = fileURLToPath(new URL("../main.ts", import.meta.url));
+    const results = join(dir, "results");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "--quiet",
+        main,
+        "--models",
+        join(dir, "models.yaml"),
+        "--config",
+        join(dir, "config.yaml"),
+        "--results",
+        results,
+        "run",
+        "--skip-verify",
+        "--image",
+        `torch=${TEST_IMAGE}`,
+        "--models-dir",
+        modelsDir,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let runDir = "";
+    for (let i = 0; i < 600 && !runDir; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      try {
+        for (const e of Deno.readDirSync(results)) {
+          if (e.isDirectory && (await readCells(join(results, e.name))).size >= 2) {
+            runDir = join(results, e.name);
+          }
+        }
+      } catch { /* not made yet */ }
+    }
+    ok(runDir, "the run got going");
+    child.kill("SIGTERM");
+    const status = await child.status;
+    const stderr = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+    equal(status.code, 1, stderr);
+    ok(stderr.includes("resume with"), stderr);
+    const run = await readRun(runDir);
+    ok(run.interrupted, "run.json says it was interrupted");
+    equal(run.endedAt, undefined);
+    deepStrictEqual(await new DockerEngine().findByLabel(RUN_LABEL, run.runId), []);
+    const cells = await readCells(runDir);
+    ok(cells.size >= 2 && cells.size < 10, `${cells.size} cells kept`);
+    ok([...cells.values()].every((c) => c.status === "ok"), "no cell recorded as failed because of the stop");
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "run refuses a framework that fails verify and records why in its cells",
+  ignore: needsDocker,
+  async fn() {
+    await ensureTestImage();
+    const { dir, modelsDir } = await fixture(20, [1]);
+    // A converted-model folder the test server cannot match: its hash "embeddings" are not the reference.
+    const model = join(modelsDir, "fake");
+    await Deno.writeTextFile(
+      join(model, "embbench_model.json"),
+      JSON.stringify({
+        name: "fake",
+        architecture: "bert",
+        pooling: "mean",
+        normalize: true,
+        max_seq_length: 512,
+        embedding_dim: 8,
+      }),
+    );
+    await Deno.writeTextFile(join(model, "manifest.json"), "{}");
+    await Deno.mkdir(join(model, "reference"));
+    await Deno.writeTextFile(
+      join(model, "reference", "embeddings.json"),
+      JSON.stringify({
+        model: "fake",
+        texts: ["a"],
+        embeddings: [[1, 0, 0, 0, 0, 0, 0, 0]],
+        token_counts: [3],
+      }),
+    );
+    const main = fileURLToPath(new URL("../main.ts", import.meta.url));
+    const results = join(dir, "results");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "--quiet",
+        main,
+        "--models",
+        join(dir, "models.yaml"),
+        "--config",
+        join(dir, "config.yaml"),
+        "--results",
+        results,
+        "run",
+        "--image",
+        `torch=${TEST_IMAGE}`,
+        "--models-dir",
+        modelsDir,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    equal(out.code, 1, stderr);
+    const runDir = [...Deno.readDirSync(results)].find((e) =>
+      e.isDirectory && !["logs", "verify"].includes(e.name)
+    )!;
+    const cells = [...(await readCells(join(results, runDir.name))).values()];
+    equal(cells.length, 6);
+    for (const c of cells) {
+      equal(c.status, "failed");
+      ok(c.failure?.startsWith("torch failed verify with fake ("), c.failure);
+      ok(c.failure?.endsWith("not benchmarked; fix it or pass --skip-verify"), c.failure);
+      equal(c.oha, undefined, "nothing was measured");
+    }
+    const record = JSON.parse(await Deno.readTextFile(join(results, "verify", "torch__fake.json")));
+    equal(record.ok, false);
     await Deno.remove(dir, { recursive: true });
   },
 });

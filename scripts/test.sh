@@ -33,6 +33,9 @@ for t in docker/convert/test.sh docker/python/test.sh docker/rust/test.sh docker
 done
 # End to end: convert, build, verify, run and report the small model through every framework image.
 suite "all --quick" ./embbench all --quick
+# Every image against both offline models, and a second build of every image from the layer cache.
+suite "verify tiny-xlmr minilm" ./embbench verify --model tiny-xlmr minilm
+suite "rebuild from cache" bash scripts/check_rebuild.sh
 
 printf '\n' >&2
 ((failed)) && printf 'failed suites: %s\n' "${failed_names[*]}" >&2
