@@ -113,11 +113,8 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> Result<Tensor> 
         }
         Pooling::LastToken => {
             let lengths = mask.to_dtype(DType::U32)?.sum(1)?.to_vec1::<u32>()?;
-            let rows: Vec<u32> = lengths
-                .iter()
-                .enumerate()
-                .map(|(i, &len)| (i * seq) as u32 + len.saturating_sub(1))
-                .collect();
+            let rows: Vec<u32> =
+                lengths.iter().enumerate().map(|(i, &len)| (i * seq) as u32 + len.saturating_sub(1)).collect();
             let index = Tensor::from_vec(rows, batch, hidden.device())?;
             hidden.flatten_to(1)?.index_select(&index, 0)?
         }
@@ -136,11 +133,9 @@ mod tests {
 
     /// Two rows of three positions, dim 2; row 1 has one padding position whose state must not count.
     fn fixture() -> (Tensor, Tensor) {
-        let hidden = Tensor::new(
-            &[[[1f32, 2.], [3., 4.], [5., 6.]], [[10., 20.], [30., 40.], [1000., 1000.]]],
-            &Device::Cpu,
-        )
-        .unwrap();
+        let hidden =
+            Tensor::new(&[[[1f32, 2.], [3., 4.], [5., 6.]], [[10., 20.], [30., 40.], [1000., 1000.]]], &Device::Cpu)
+                .unwrap();
         let mask = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &Device::Cpu).unwrap();
         (hidden, mask)
     }

@@ -34,7 +34,8 @@ pub struct OrtBackend {
 
 /// Loads ONNX Runtime and the model's graph.
 pub fn load(settings: &Settings, _spec: &ModelSpec) -> Result<Loaded> {
-    let dylib = std::env::var("ORT_DYLIB_PATH").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "libonnxruntime.so".into());
+    let dylib =
+        std::env::var("ORT_DYLIB_PATH").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "libonnxruntime.so".into());
     // Checked here first: `ort` panics instead of returning an error when the library cannot load.
     let version = library_version(&dylib)?;
     ort::init_from(&dylib).with_name("embbench").commit().context("cannot create the ONNX Runtime environment")?;

@@ -154,10 +154,9 @@ async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
-            ErrorKind::PayloadTooLarge,
-            format!("request body is over MAX_BODY_BYTES={limit} bytes"),
-        )),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::new(ErrorKind::PayloadTooLarge, format!("request body is over MAX_BODY_BYTES={limit} bytes")))
+        }
         Err(e) => Err(ApiError::validation(format!("cannot read the request body: {e}"))),
     }
 }
@@ -165,7 +164,10 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 /// A backend answering the wrong shape is a backend failure, not a client's problem.
 fn check_rows(rows: &[Vec<f32>], batch: usize, dim: usize) -> Result<(), ApiError> {
     if rows.len() != batch {
-        return Err(ApiError::new(ErrorKind::Backend, format!("backend answered {} rows for {batch} inputs", rows.len())));
+        return Err(ApiError::new(
+            ErrorKind::Backend,
+            format!("backend answered {} rows for {batch} inputs", rows.len()),
+        ));
     }
     if let Some(row) = rows.iter().find(|r| r.len() != dim) {
         return Err(ApiError::new(
@@ -269,7 +271,11 @@ mod tests {
         s.set_ready(Ready {
             backend,
             tokenizer: Arc::new(tokenizer(5)),
-            info: FrameworkInfo { framework: "fake".into(), framework_version: "0.0.1".into(), build: Default::default() },
+            info: FrameworkInfo {
+                framework: "fake".into(),
+                framework_version: "0.0.1".into(),
+                build: Default::default(),
+            },
         });
         s
     }

@@ -11,10 +11,7 @@ pub fn allowed_cpus() -> String {
 }
 
 fn parse_cpus_allowed_list(status: &str) -> Option<String> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
-        .map(|v| v.trim().to_string())
+    status.lines().find_map(|line| line.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
 }
 
 /// The x86-64 features the compiler was allowed to use everywhere (the `-C target-cpu` level).

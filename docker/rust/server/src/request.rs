@@ -15,10 +15,7 @@ pub struct EmbedRequest {
 /// Checks the `Content-Type` header: JSON only, parameters such as `charset` allowed.
 pub fn check_content_type(value: Option<&str>) -> Result<(), ApiError> {
     let unsupported = |found: &str| {
-        ApiError::new(
-            ErrorKind::UnsupportedMediaType,
-            format!("Content-Type must be application/json, got {found}"),
-        )
+        ApiError::new(ErrorKind::UnsupportedMediaType, format!("Content-Type must be application/json, got {found}"))
     };
     let Some(value) = value else { return Err(unsupported("none")) };
     let essence = value.split(';').next().unwrap_or("").trim();
@@ -61,10 +58,9 @@ pub fn parse_embed_request(body: &[u8], max_batch: usize) -> Result<EmbedRequest
                 .enumerate()
                 .map(|(i, item)| match item {
                     Value::String(s) => Ok(s.clone()),
-                    other => Err(ApiError::validation(format!(
-                        "\"inputs\"[{i}] is {}: expected a string",
-                        type_name(other)
-                    ))),
+                    other => {
+                        Err(ApiError::validation(format!("\"inputs\"[{i}] is {}: expected a string", type_name(other))))
+                    }
                 })
                 .collect::<Result<Vec<_>, _>>()?
         }

@@ -27,7 +27,8 @@ impl Settings {
     /// Reads the settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let model_dir = get("MODEL_DIR").context("MODEL_DIR is not set: expected the model folder written by `embbench convert`")?;
+        let model_dir = get("MODEL_DIR")
+            .context("MODEL_DIR is not set: expected the model folder written by `embbench convert`")?;
         let num_threads = get("NUM_THREADS")
             .context("NUM_THREADS is not set: expected the inference thread count (the container's cpuset size)")?;
         Ok(Self {
@@ -85,8 +86,8 @@ impl ModelSpec {
     pub fn load(model_dir: &Path) -> Result<Self> {
         let path = model_dir.join("embbench_model.json");
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let spec: Self =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a valid model description", path.display()))?;
+        let spec: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid model description", path.display()))?;
         if spec.max_seq_length == 0 {
             bail!("{}: \"max_seq_length\" is 0, expected a positive token count", path.display());
         }

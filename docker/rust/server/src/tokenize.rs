@@ -89,9 +89,9 @@ pub fn pad_right(rows: &[Vec<u32>], pad_id: u32) -> TokenBatch {
     let mut attention_mask = Vec::with_capacity(rows.len() * seq);
     for row in rows {
         input_ids.extend_from_slice(row);
-        input_ids.extend(std::iter::repeat(pad_id).take(seq - row.len()));
-        attention_mask.extend(std::iter::repeat(1).take(row.len()));
-        attention_mask.extend(std::iter::repeat(0).take(seq - row.len()));
+        input_ids.extend(std::iter::repeat_n(pad_id, seq - row.len()));
+        attention_mask.extend(std::iter::repeat_n(1, row.len()));
+        attention_mask.extend(std::iter::repeat_n(0, seq - row.len()));
     }
     TokenBatch { batch: rows.len(), seq, input_ids, attention_mask }
 }
@@ -113,9 +113,9 @@ fn find_pad_id(tokenizer: &Tokenizer, dir: &Path) -> Result<u32> {
             _ => None,
         };
         if let Some(token) = token {
-            return tokenizer
-                .token_to_id(&token)
-                .with_context(|| format!("tokenizer_config.json names pad_token \"{token}\", which tokenizer.json lacks"));
+            return tokenizer.token_to_id(&token).with_context(|| {
+                format!("tokenizer_config.json names pad_token \"{token}\", which tokenizer.json lacks")
+            });
         }
     }
     if let Some(id) = read_json("config.json").and_then(|c| c["pad_token_id"].as_u64()) {
