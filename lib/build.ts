@@ -28,7 +28,12 @@ export interface BuildResult {
 export async function ensureBaseImage(tag = DEFAULT_BASE_IMAGE): Promise<void> {
   if ((await commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag])) !== null) return;
   if (tag !== DEFAULT_BASE_IMAGE) {
-    throw new RunError(`Base image ${tag} is missing: pull it (docker pull ${tag}) or omit --base-image`);
+    log.info(`pulling base image ${tag}`);
+    if ((await commandOutput("docker", ["pull", tag])) !== null) return;
+    throw new RunError(
+      `Base image ${tag} is missing and 'docker pull ${tag}' failed (no registry?): omit --base-image to make ` +
+        `${DEFAULT_BASE_IMAGE} offline with debootstrap`,
+    );
   }
   log.info(
     `base image ${tag} is missing: making it with debootstrap from the host's Debian mirror (about a minute)`,
@@ -42,6 +47,50 @@ export async function ensureBaseImage(tag = DEFAULT_BASE_IMAGE): Promise<void> {
     const tail = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-30).join("\n");
     throw new RunError(`Cannot make the base image ${tag}:\n${tail}`);
   }
+}
+
+/**
+ * The base image the framework builds start from. Our own offline image already carries the host's
+ * CA certificates; any other (a registry's debian:trixie) gets them added in a thin layer on top,
+ * tagged embbench/base:<content-hash>.
+ */
+export async function baseWithCertificates(baseImage: string, logDir: string): Promise<string> {
+  await stageCertificates();
+  if (baseImage === DEFAULT_BASE_IMAGE) return baseImage;
+  const dockerfile = join(DOCKER_DIR, "base", "certs.Dockerfile");
+  const files = [dockerfile];
+  for await (const e of Deno.readDir(join(DOCKER_DIR, ".certs"))) {
+    files.push(join(DOCKER_DIR, ".certs", e.name));
+  }
+  const hash = await hashFiles(files.sort(), { BASE_IMAGE: baseImage });
+  const tag = `embbench/base:certs-${hash}`;
+  if ((await commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag])) !== null) return tag;
+  log.info(`adding the host's CA certificates to ${baseImage} as ${tag}`);
+  await Deno.mkdir(logDir, { recursive: true });
+  const out = await new Deno.Command("docker", {
+    args: [
+      "build",
+      "--network",
+      "host",
+      "--build-arg",
+      `BASE_IMAGE=${baseImage}`,
+      "-f",
+      dockerfile,
+      "-t",
+      tag,
+      DOCKER_DIR,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  await Deno.writeTextFile(join(logDir, "build-base-certs.log"), text);
+  if (!out.success) {
+    throw new RunError(
+      `Cannot add CA certificates to ${baseImage}:\n${text.trim().split("\n").slice(-30).join("\n")}`,
+    );
+  }
+  return tag;
 }
 
 /** Copies the host's CA certificates into docker/.certs so Dockerfiles can trust a TLS-intercepting proxy. */
@@ -96,7 +145,11 @@ export async function contentHash(name: string, buildArgs: Record<string, string
       else files.push(p);
     } catch { /* a missing source makes the build fail with Docker's own message */ }
   }
-  files.sort();
+  return await hashFiles(files.sort(), buildArgs);
+}
+
+/** sha256 (12 hex digits) over build arguments and files: names relative to docker/ and contents. */
+async function hashFiles(files: string[], buildArgs: Record<string, string>): Promise<string> {
   const parts: Uint8Array[] = [new TextEncoder().encode(JSON.stringify(Object.entries(buildArgs).sort()))];
   for (const f of files) {
     parts.push(new TextEncoder().encode(relative(DOCKER_DIR, f) + "\0"), await Deno.readFile(f));

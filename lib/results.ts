@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import type { BenchmarkConfig, ModelsFile } from "./config.ts";
 import type { Environment } from "./env.ts";
 import type { OhaSummary } from "./oha.ts";
+import type { Cell } from "./plan.ts";
 
 /** Format version of run.json and the cell files. */
 export const RESULTS_VERSION = 1;
@@ -50,18 +51,9 @@ export interface ResourceStats {
   workingSetBytesPeak: number;
 }
 
-/** results/<run-id>/cells/<cell-id>.json. */
-export interface CellResult {
+/** results/<run-id>/cells/<cell-id>.json: the cell as planned (lib/plan.ts), then what was measured. */
+export interface CellResult extends Omit<Cell, "sweep"> {
   version: typeof RESULTS_VERSION;
-  /** <model>__<framework>__<scenario>__seq<L>[__c<N>]. */
-  id: string;
-  model: string;
-  framework: string;
-  scenario: string;
-  sequenceLength: number;
-  batchSize: number;
-  concurrency: number;
-  numRequests: number;
   status: "ok" | "failed";
   /** Why a failed cell failed: container crash, OOM kill, health timeout, error rate above threshold. */
   failure?: string;

@@ -108,16 +108,10 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
     const [model, framework] = key.split("\0") as [string, string];
     const image = o.images[framework] ?? `embbench/${framework}:latest`;
     const record = async (cell: Cell, partial: Partial<CellResult>, started: Date) => {
+      const { sweep: _, ...planned } = cell;
       const result: CellResult = {
         version: RESULTS_VERSION,
-        id: cell.id,
-        model: cell.model,
-        framework: cell.framework,
-        scenario: cell.scenario,
-        sequenceLength: cell.sequenceLength,
-        batchSize: cell.batchSize,
-        concurrency: cell.concurrency,
-        numRequests: cell.numRequests,
+        ...planned,
         status: "ok",
         startedAt: started.toISOString(),
         endedAt: new Date().toISOString(),

@@ -75,6 +75,29 @@ async function fixture(requests: number, levels: number[]) {
   return { dir, modelsDir };
 }
 
+/** The CLI's arguments for `run` on a fixture, the test server standing in for torch. */
+function runArgs(dir: string, modelsDir: string, ...extra: string[]): string[] {
+  const main = fileURLToPath(new URL("../main.ts", import.meta.url));
+  return [
+    "run",
+    "--allow-all",
+    "--quiet",
+    main,
+    "--models",
+    join(dir, "models.yaml"),
+    "--config",
+    join(dir, "config.yaml"),
+    "--results",
+    join(dir, "results"),
+    "run",
+    "--image",
+    `torch=${TEST_IMAGE}`,
+    "--models-dir",
+    modelsDir,
+    ...extra,
+  ];
+}
+
 const needsDocker = !REQUIRE_DOCKER && !(await dockerAvailable());
 
 Deno.test({
@@ -129,26 +152,8 @@ Deno.test({
   async fn() {
     await ensureTestImage();
     const { dir, modelsDir } = await fixture(1500, [1, 2, 4]);
-    const main = fileURLToPath(new URL("../main.ts", import.meta.url));
     const results = join(dir, "results");
-    const args = [
-      "run",
-      "--allow-all",
-      "--quiet",
-      main,
-      "--models",
-      join(dir, "models.yaml"),
-      "--config",
-      join(dir, "config.yaml"),
-      "--results",
-      results,
-      "run",
-      "--skip-verify",
-      "--image",
-      `torch=${TEST_IMAGE}`,
-      "--models-dir",
-      modelsDir,
-    ];
+    const args = runArgs(dir, modelsDir, "--skip-verify");
     const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" }).spawn();
     // Kill it hard once some cells are complete: no chance to clean up.
     let runDir = "";
@@ -197,27 +202,9 @@ Deno.test({
   async fn() {
     await ensureTestImage();
     const { dir, modelsDir } = await fixture(1500, [1, 2, 4]);
-    const main = fileURLToPath(new URL("../main.ts", import.meta.url));
     const results = join(dir, "results");
     const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-all",
-        "--quiet",
-        main,
-        "--models",
-        join(dir, "models.yaml"),
-        "--config",
-        join(dir, "config.yaml"),
-        "--results",
-        results,
-        "run",
-        "--skip-verify",
-        "--image",
-        `torch=${TEST_IMAGE}`,
-        "--models-dir",
-        modelsDir,
-      ],
+      args: runArgs(dir, modelsDir, "--skip-verify"),
       stdout: "null",
       stderr: "piped",
     }).spawn();
@@ -279,26 +266,9 @@ Deno.test({
         token_counts: [3],
       }),
     );
-    const main = fileURLToPath(new URL("../main.ts", import.meta.url));
     const results = join(dir, "results");
     const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-all",
-        "--quiet",
-        main,
-        "--models",
-        join(dir, "models.yaml"),
-        "--config",
-        join(dir, "config.yaml"),
-        "--results",
-        results,
-        "run",
-        "--image",
-        `torch=${TEST_IMAGE}`,
-        "--models-dir",
-        modelsDir,
-      ],
+      args: runArgs(dir, modelsDir),
       stdout: "null",
       stderr: "piped",
     }).output();

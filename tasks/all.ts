@@ -8,6 +8,7 @@ import { applyQuick, loadConfig } from "../lib/config.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
 import { readTopology } from "../lib/cpuset.ts";
 import { RunError } from "../lib/errors.ts";
+import { exists } from "../lib/fs.ts";
 import { log, output } from "../lib/log.ts";
 import { readCells } from "../lib/results.ts";
 import { buildAll } from "./build.ts";
@@ -19,15 +20,6 @@ import { type RunFlags, runWith } from "./run.ts";
 interface Stage {
   name: string;
   run(): Promise<string>;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** A plain-text table of a run's cells, for the terminal. */

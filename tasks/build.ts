@@ -1,11 +1,11 @@
 /** `embbench build [framework...]`: builds the framework images (and the conversion image on request). */
 import { join } from "node:path";
 import {
+  baseWithCertificates,
   buildImage,
   type BuildResult,
   DEFAULT_BASE_IMAGE,
   ensureBaseImage,
-  stageCertificates,
 } from "../lib/build.ts";
 import { closest, loadConfig } from "../lib/config.ts";
 import type { GlobalOptions } from "../lib/context.ts";
@@ -22,9 +22,9 @@ export async function buildAll(
   opts: { baseImage?: string; noCache?: boolean; logDir: string },
 ): Promise<BuildResult[]> {
   await new DockerEngine().serverVersion();
-  const baseImage = opts.baseImage ?? DEFAULT_BASE_IMAGE;
-  await ensureBaseImage(baseImage);
-  await stageCertificates();
+  const requested = opts.baseImage ?? DEFAULT_BASE_IMAGE;
+  await ensureBaseImage(requested);
+  const baseImage = await baseWithCertificates(requested, opts.logDir);
   const results: BuildResult[] = [];
   for (const name of names) {
     log.info(`building ${name}`);

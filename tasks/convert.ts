@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { applyQuick, closest, loadConfig } from "../lib/config.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
+import { exists } from "../lib/fs.ts";
 import { log } from "../lib/log.ts";
 import { buildAll } from "./build.ts";
 import { DockerEngine } from "../lib/docker.ts";
@@ -16,15 +17,6 @@ const VENV_PYTHON = join(REPO_ROOT, ".venv", "bin", "python");
 
 /** Where conversion runs. */
 export type ConvertMode = "auto" | "docker" | "native";
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** auto: native when the project's .venv exists (scripts/install.sh makes it), else the image. */
 export async function chooseMode(mode: ConvertMode): Promise<"docker" | "native"> {
