@@ -186,14 +186,11 @@ fn millis(d: std::time::Duration) -> HeaderValue {
 mod tests {
     use super::*;
     use crate::settings::Pooling;
+    use crate::tokenize::test_support::tiny_tokenizer;
     use crate::tokenize::TokenBatch;
     use axum::http::Request;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
-    use tokenizers::models::wordlevel::WordLevel;
-    use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
-    use tokenizers::processors::template::TemplateProcessing;
-    use tokenizers::Tokenizer;
     use tower::ServiceExt;
 
     /// Answers each row as [real token count, first id, 0]; records the batches it saw and the most
@@ -226,24 +223,6 @@ mod tests {
         }
     }
 
-    fn tokenizer(max_seq_length: usize) -> TextTokenizer {
-        let vocab = [("[PAD]", 0), ("[UNK]", 1), ("[CLS]", 2), ("[SEP]", 3), ("a", 4), ("b", 5)]
-            .into_iter()
-            .map(|(t, i)| (t.to_string(), i))
-            .collect();
-        let mut t = Tokenizer::new(WordLevel::builder().vocab(vocab).unk_token("[UNK]".into()).build().unwrap());
-        t.with_pre_tokenizer(Some(WhitespaceSplit));
-        t.with_post_processor(Some(
-            TemplateProcessing::builder()
-                .try_single("[CLS] $A [SEP]")
-                .unwrap()
-                .special_tokens(vec![("[CLS]", 2), ("[SEP]", 3)])
-                .build()
-                .unwrap(),
-        ));
-        TextTokenizer::new(t, max_seq_length, 0).unwrap()
-    }
-
     fn state(max_inflight: usize) -> Arc<AppState> {
         let settings = Settings {
             model_dir: "/nonexistent".into(),
@@ -270,7 +249,7 @@ mod tests {
         let s = state(max_inflight);
         s.set_ready(Ready {
             backend,
-            tokenizer: Arc::new(tokenizer(5)),
+            tokenizer: Arc::new(tiny_tokenizer(5)),
             info: FrameworkInfo {
                 framework: "fake".into(),
                 framework_version: "0.0.1".into(),

@@ -124,15 +124,16 @@ fn find_pad_id(tokenizer: &Tokenizer, dir: &Path) -> Result<u32> {
     bail!("{}: no pad token: tokenizer.json has no padding, tokenizer_config.json no pad_token, config.json no pad_token_id", dir.display())
 }
 
+/// Test fixtures shared by this crate's unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
     use tokenizers::models::wordlevel::WordLevel;
     use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
     use tokenizers::processors::template::TemplateProcessing;
 
     /// A word-level tokenizer with BERT-style special tokens: [CLS] text [SEP].
-    fn tiny_tokenizer(max_seq_length: usize) -> TextTokenizer {
+    pub(crate) fn tiny_tokenizer(max_seq_length: usize) -> TextTokenizer {
         let vocab = [("[PAD]", 0), ("[UNK]", 1), ("[CLS]", 2), ("[SEP]", 3), ("a", 4), ("b", 5), ("c", 6)]
             .into_iter()
             .map(|(t, i)| (t.to_string(), i))
@@ -150,6 +151,11 @@ mod tests {
         ));
         TextTokenizer::new(tokenizer, max_seq_length, 0).unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::tiny_tokenizer;
 
     fn texts(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
