@@ -1,0 +1,30 @@
+import { deepStrictEqual, equal } from "node:assert/strict";
+import { parseYaml, validateSources } from "./config.ts";
+import { planCells } from "./plan.ts";
+
+Deno.test("planCells() crosses models, frameworks, sequence lengths, scenarios and sweep levels", async () => {
+  const root = new URL("..", import.meta.url);
+  const { models, config } = validateSources(
+    parseYaml("models.yaml", await Deno.readTextFile(new URL("models.yaml", root))),
+    parseYaml("benchmark_config.yaml", await Deno.readTextFile(new URL("benchmark_config.yaml", root))),
+  );
+  const cells = planCells(config, models);
+  // bge-m3 × 6 frameworks × 3 lengths × (5 scenarios + 8 sweep levels)
+  equal(cells.length, 6 * 3 * (5 + 8));
+  equal(new Set(cells.map((c) => c.id)).size, cells.length, "ids are unique");
+  equal(cells[0]!.id, "bge-m3__torch__single_query__seq32");
+  const sweep = cells.find((c) => c.id === "bge-m3__candle__sweep__seq512__c128")!;
+  deepStrictEqual([sweep.concurrency, sweep.batchSize, sweep.sweep], [128, 1, true]);
+  const batch = cells.find((c) => c.id === "bge-m3__openvino__batch_processing__seq128")!;
+  deepStrictEqual([batch.concurrency, batch.batchSize, batch.numRequests], [1, 8, 500]);
+});
+
+Deno.test("planCells() skips sequence lengths above a model's max_seq_length", async () => {
+  const root = new URL("..", import.meta.url);
+  const { models, config } = validateSources(
+    parseYaml("models.yaml", await Deno.readTextFile(new URL("models.yaml", root))),
+    parseYaml("benchmark_config.yaml", await Deno.readTextFile(new URL("benchmark_config.yaml", root))),
+  );
+  const clipOnly = { ...config, active_models: ["clip"], frameworks: ["torch" as const] };
+  deepStrictEqual([...new Set(planCells(clipOnly, models).map((c) => c.sequenceLength))], [32]);
+});
