@@ -162,6 +162,57 @@ export function compareEmbeddings(served: number[][], reference: number[][]): Em
   return result;
 }
 
+/**
+ * POSTs over a raw socket and returns the answer's status line and headers, lower-cased. fetch would
+ * offer compression itself and undo it silently; this says exactly what the server sent back.
+ */
+export async function rawPostHead(
+  baseUrl: string,
+  path: string,
+  body: string,
+  headers: Record<string, string>,
+  timeoutMs = 60_000,
+): Promise<{ status: number; headers: Record<string, string> }> {
+  const url = new URL(baseUrl);
+  const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port || 80) });
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    const bytes = new TextEncoder().encode(body);
+    const head = [
+      `POST ${path} HTTP/1.1`,
+      `host: ${url.host}`,
+      "content-type: application/json",
+      `content-length: ${bytes.length}`,
+      "connection: close",
+      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+      "",
+      "",
+    ].join("\r\n");
+    await conn.write(new TextEncoder().encode(head));
+    await conn.write(bytes);
+    let text = "";
+    const buf = new Uint8Array(65536);
+    const decoder = new TextDecoder("latin1");
+    while (!text.includes("\r\n\r\n")) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += decoder.decode(buf.subarray(0, n));
+    }
+    const [statusLine, ...lines] = text.split("\r\n\r\n")[0]!.split("\r\n");
+    const out: Record<string, string> = {};
+    for (const line of lines) {
+      const i = line.indexOf(":");
+      if (i > 0) out[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+    }
+    return { status: Number(statusLine?.split(" ")[1] ?? NaN), headers: out };
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -493,6 +544,24 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
           ? TIMING_HEADERS.map((h) => `${h}: ${values[h]}`).join(", ")
           : problems.join("; "),
       );
+    }
+  }
+
+  // Answers are never compressed, whatever the client offers.
+  {
+    const name = "answers are not compressed when the client offers gzip and br";
+    try {
+      const r = await rawPostHead(o.baseUrl, "/embed", JSON.stringify({ inputs: "compression check" }), {
+        "accept-encoding": "gzip, deflate, br",
+      }, timeoutMs);
+      const encoding = r.headers["content-encoding"] ?? "identity";
+      add(
+        name,
+        r.status === 200 && encoding === "identity",
+        `status ${r.status}, content-encoding ${encoding}${encoding === "identity" ? "" : ": expected none"}`,
+      );
+    } catch (e) {
+      add(name, false, `request failed: ${e instanceof Error ? e.message : e}`);
     }
   }
 

@@ -172,6 +172,8 @@ export function ohaCommand(o: OhaOptions, outFile: string): { cmd: string; args:
     "--output",
     outFile,
     "--stats-success-breakdown",
+    // Ask for uncompressed answers: a server that honoured gzip or br would be timed compressing.
+    "--disable-compression",
     "-c",
     String(o.concurrency),
     ...(o.requests !== undefined ? ["-n", String(o.requests)] : ["-z", `${o.durationS}s`]),

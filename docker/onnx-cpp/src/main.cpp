@@ -181,6 +181,14 @@ int main() {
   svr.set_keep_alive_max_count(std::numeric_limits<int>::max());
   svr.set_keep_alive_timeout(60);
   svr.set_tcp_nodelay(true);
+  // Answers are never compressed (docker/CONTRACT.md). Debian's cpp-httplib is built with brotli and
+  // zlib and would otherwise compress JSON for any client that offers Accept-Encoding (oha does),
+  // costing milliseconds per request that no other server pays. The Request handed to this handler
+  // is httplib's own non-const object, so dropping the header here is well defined.
+  svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
 
   svr.Post("/embed", [server](const httplib::Request& req, httplib::Response& res) { server->embed(req, res); });
   method_not_allowed(svr, "/embed", "POST");
