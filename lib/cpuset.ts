@@ -1,4 +1,6 @@
-/** Cpuset strings ("0-3,8"): parsing, printing and the host's CPU topology. */
+/** Cpuset strings ("0-3,8"): parsing, printing, the host's CPU topology and server/loadgen placement. */
+import { UsageError } from "./errors.ts";
+import { log } from "./log.ts";
 
 /** Parses a cpuset string into sorted, unique CPU numbers; throws a RangeError naming the bad part. */
 export function parseCpuset(text: string): number[] {
@@ -87,4 +89,27 @@ export function autoSplit(topo: CpuTopology): { server: number[]; loadgen: numbe
     server: groups.slice(0, serverCores).flat().sort((a, b) => a - b),
     loadgen: groups.slice(serverCores).flat().sort((a, b) => a - b),
   };
+}
+
+/**
+ * The server and loadgen cpusets to use: "auto" split by autoSplit, else the configured strings.
+ * Sets sharing a physical core are refused with `strict`, else warned about.
+ */
+export function resolveCpus(
+  cpus: { server: string; loadgen: string },
+  topology: CpuTopology,
+  strict: boolean,
+): { server: string; loadgen: string } {
+  const { server, loadgen } = cpus.server.trim() === "auto"
+    ? autoSplit(topology)
+    : { server: parseCpuset(cpus.server), loadgen: parseCpuset(cpus.loadgen) };
+  const shared = sharedCores(server, loadgen, topology);
+  if (shared.length > 0) {
+    const message = `server CPUs ${formatCpuset(server)} and loadgen CPUs ${
+      formatCpuset(loadgen)
+    } share physical core(s) ${shared.map((s) => `{${s}}`).join(", ")}`;
+    if (strict) throw new UsageError(`${message}: refused by --strict`);
+    log.warn(`${message}: the load generator competes with the server`);
+  }
+  return { server: formatCpuset(server), loadgen: formatCpuset(loadgen) };
 }

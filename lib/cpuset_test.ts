@@ -1,5 +1,12 @@
 import { deepStrictEqual, equal, throws } from "node:assert/strict";
-import { autoSplit, type CpuTopology, formatCpuset, parseCpuset, sharedCores } from "./cpuset.ts";
+import {
+  autoSplit,
+  type CpuTopology,
+  formatCpuset,
+  parseCpuset,
+  resolveCpus,
+  sharedCores,
+} from "./cpuset.ts";
 
 /** A c7i.4xlarge: 8 physical cores, CPU n and n+8 are hyperthread siblings. */
 const C7I: CpuTopology = {
@@ -32,4 +39,17 @@ Deno.test("autoSplit() on two single-thread cores puts one on each side", () => 
 Deno.test("sharedCores() names the physical cores two sets share", () => {
   deepStrictEqual(sharedCores([0, 1], [8], C7I), ["0,8"]);
   deepStrictEqual(sharedCores([0, 1], [2], C7I), []);
+});
+
+Deno.test("resolveCpus() splits auto, keeps explicit sets and refuses shared cores with strict", () => {
+  deepStrictEqual(resolveCpus({ server: "auto", loadgen: "auto" }, C7I, true), {
+    server: "0-5,8-13",
+    loadgen: "6-7,14-15",
+  });
+  deepStrictEqual(resolveCpus({ server: "0-3", loadgen: "4" }, C7I, true), { server: "0-3", loadgen: "4" });
+  throws(
+    () => resolveCpus({ server: "0-3", loadgen: "8" }, C7I, true),
+    /server CPUs 0-3 and loadgen CPUs 8 share physical core\(s\) \{0,8\}: refused by --strict/,
+  );
+  deepStrictEqual(resolveCpus({ server: "0-3", loadgen: "8" }, C7I, false), { server: "0-3", loadgen: "8" });
 });

@@ -171,8 +171,21 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
       for (const cell of group) {
         if (o.signal.aborted) break;
         const started = new Date();
+        if (!server) {
+          try {
+            await start();
+          } catch (e) {
+            // A server that does not come up will not for the next cell either: fail them all now
+            // rather than wait out the health timeout once per cell.
+            if (o.signal.aborted) break;
+            await failAll(
+              group.slice(group.indexOf(cell)),
+              `${framework} did not start: ${(e as Error).message}`,
+            );
+            break;
+          }
+        }
         try {
-          if (!server) await start();
           const s = server!;
           const bodyFile = payloadFile(o.modelsDir, cell);
           let body: string;

@@ -1,22 +1,8 @@
 /** `embbench run`: benchmarks every active model × framework × scenario × sequence length with oha. */
 import { basename, join, resolve } from "node:path";
-import {
-  applyQuick,
-  type BenchmarkConfig,
-  closest,
-  loadConfig,
-  type LoadedConfig,
-  topologyWarnings,
-} from "../lib/config.ts";
+import { applyQuick, closest, loadConfig, type LoadedConfig, topologyWarnings } from "../lib/config.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
-import {
-  autoSplit,
-  type CpuTopology,
-  formatCpuset,
-  parseCpuset,
-  readTopology,
-  sharedCores,
-} from "../lib/cpuset.ts";
+import { readTopology, resolveCpus } from "../lib/cpuset.ts";
 import { type ContainerEngine, DockerEngine } from "../lib/docker.ts";
 import { captureEnvironment } from "../lib/env.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
@@ -34,31 +20,6 @@ export interface RunFlags {
   /** framework=image overrides, e.g. to benchmark a custom build. */
   image?: string[];
   modelsDir?: string;
-}
-
-/** Resolves "auto" cpusets and enforces --strict on shared physical cores. */
-export function resolveCpus(
-  config: BenchmarkConfig,
-  topology: CpuTopology,
-  strict: boolean,
-): { server: string; loadgen: string } {
-  let server: number[];
-  let loadgen: number[];
-  if (config.cpus.server.trim() === "auto") {
-    ({ server, loadgen } = autoSplit(topology));
-  } else {
-    server = parseCpuset(config.cpus.server);
-    loadgen = parseCpuset(config.cpus.loadgen);
-  }
-  const shared = sharedCores(server, loadgen, topology);
-  if (shared.length > 0) {
-    const message = `server CPUs ${formatCpuset(server)} and loadgen CPUs ${
-      formatCpuset(loadgen)
-    } share physical core(s) ${shared.map((s) => `{${s}}`).join(", ")}`;
-    if (strict) throw new UsageError(`${message}: refused by --strict`);
-    log.warn(`${message}: the load generator competes with the server`);
-  }
-  return { server: formatCpuset(server), loadgen: formatCpuset(loadgen) };
 }
 
 /** Parses --image framework=tag flags. */
@@ -119,7 +80,7 @@ export async function runWith(
       throw new UsageError(`Image ${image} for ${f} does not exist: run 'embbench build ${f}'`);
     }
   }
-  const cpus = resolveCpus(config, topology, Boolean(flags.strict));
+  const cpus = resolveCpus(config.cpus, topology, Boolean(flags.strict));
   const ac = new AbortController();
   const onSignal = () => {
     log.warn("stopping: removing containers, keeping every finished cell");

@@ -6,13 +6,12 @@ import { join } from "node:path";
 import { applyQuick, type BenchmarkConfig, loadConfig } from "../lib/config.ts";
 import { type ConformanceCheck, runConformance } from "../lib/conformance.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
-import { readTopology } from "../lib/cpuset.ts";
+import { readTopology, resolveCpus } from "../lib/cpuset.ts";
 import { type ContainerEngine, DockerEngine, parseMemory } from "../lib/docker.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
 import { log, output } from "../lib/log.ts";
 import { writeJsonAtomic } from "../lib/results.ts";
 import { cpusetSize, startServer } from "../lib/server.ts";
-import { autoSplit, formatCpuset } from "../lib/cpuset.ts";
 
 /** results/verify/<framework>__<model>.json. */
 export interface VerifyRecord {
@@ -58,14 +57,15 @@ export async function verifyOne(o: {
       `Model ${o.model} is not converted (${modelDir}/manifest.json): run 'embbench convert ${o.model}'`,
     );
   }
-  const { server } = autoSplit(readTopology());
+  // The same server cpuset `run` uses, so the figures verify records match the benchmark's setting.
+  const { server } = resolveCpus(o.config.cpus, readTopology(), false);
   const checks: ConformanceCheck[] = [];
   log.info(`verify ${o.framework} with ${o.model}: starting ${image}`);
   const s = await startServer(o.engine, {
     framework: o.framework,
     image,
     modelDir,
-    cpuset: formatCpuset(server),
+    cpuset: server,
     memoryBytes: parseMemory(o.config.container.memory_limit),
     maxBatch: o.config.container.max_batch,
     maxInflight: o.config.container.max_inflight,
@@ -87,7 +87,7 @@ export async function verifyOne(o: {
         modelDir,
         maxBatch: o.config.container.max_batch,
         maxBodyBytes: 2 * 1024 * 1024,
-        threads: cpusetSize(formatCpuset(server)),
+        threads: cpusetSize(server),
         maxInflight: o.config.container.max_inflight,
       }),
     );
