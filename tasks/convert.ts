@@ -18,6 +18,11 @@ const VENV_PYTHON = join(REPO_ROOT, ".venv", "bin", "python");
 /** Where conversion runs. */
 export type ConvertMode = "auto" | "docker" | "native";
 
+/** The Hugging Face cache the conversion image mounts: HF_HOME, else ~/.cache/huggingface. */
+function hfHome(): string {
+  return Deno.env.get("HF_HOME") ?? join(Deno.env.get("HOME") ?? "/root", ".cache", "huggingface");
+}
+
 /** auto: native when the project's .venv exists (scripts/install.sh makes it), else the image. */
 export async function chooseMode(mode: ConvertMode): Promise<"docker" | "native"> {
   if (mode !== "auto") return mode;
@@ -57,7 +62,6 @@ export function convertCommand(o: {
   const env = ["HF_TOKEN", "HF_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"]
     .filter((k) => Deno.env.get(k))
     .flatMap((k) => ["-e", k]);
-  const hfHome = Deno.env.get("HF_HOME") ?? join(Deno.env.get("HOME") ?? "/root", ".cache", "huggingface");
   return {
     cmd: "docker",
     args: [
@@ -73,7 +77,7 @@ export function convertCommand(o: {
       "HOME=/tmp",
       ...env,
       "-v",
-      `${hfHome}:/hf`,
+      `${hfHome()}:/hf`,
       "-v",
       `${o.modelsFile}:/in/models.yaml:ro`,
       "-v",
@@ -95,7 +99,7 @@ export function convertCommand(o: {
   };
 }
 
-/** Converts the models; conversion output streams through to stderr. */
+/** Converts the models; progress streams through to stderr, each model's JSON summary to stdout. */
 export async function convertModels(
   opts: GlobalOptions,
   models: string[],
@@ -105,6 +109,7 @@ export async function convertModels(
   const modelsDir = flags.modelsDir ?? join(REPO_ROOT, "models");
   await Deno.mkdir(modelsDir, { recursive: true });
   if (mode === "docker") {
+    await Deno.mkdir(hfHome(), { recursive: true });
     const engine = new DockerEngine();
     await engine.serverVersion();
     if (!(await engine.imageId(CONVERT_IMAGE))) {
@@ -115,12 +120,6 @@ export async function convertModels(
     }
   } else if (!(await exists(VENV_PYTHON))) {
     throw new UsageError(`--mode native needs ${VENV_PYTHON}: run 'bash docker/convert/install.sh'`);
-  }
-  if (mode === "docker") {
-    await Deno.mkdir(
-      Deno.env.get("HF_HOME") ?? join(Deno.env.get("HOME") ?? "/root", ".cache", "huggingface"),
-      { recursive: true },
-    );
   }
   for (const model of models) {
     log.info(`convert ${model} (${mode})`);
