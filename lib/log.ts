@@ -30,5 +30,10 @@ export const log = {
 
 /** Writes what scripts consume to stdout. */
 export function output(text: string): void {
-  Deno.stdout.writeSync(encoder.encode(text.endsWith("\n") ? text : text + "\n"));
+  try {
+    Deno.stdout.writeSync(encoder.encode(text.endsWith("\n") ? text : text + "\n"));
+  } catch (e) {
+    // The reader went away (`embbench doctor | head`): what it wanted, it has.
+    if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
+  }
 }
