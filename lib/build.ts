@@ -24,9 +24,14 @@ export interface BuildResult {
   logFile: string;
 }
 
+/** An image's id, or null when it does not exist. */
+function imageIdOf(tag: string): Promise<string | null> {
+  return commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag]);
+}
+
 /** Makes the offline base image with debootstrap when it is missing (about a minute). */
 export async function ensureBaseImage(tag = DEFAULT_BASE_IMAGE): Promise<void> {
-  if ((await commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag])) !== null) return;
+  if ((await imageIdOf(tag)) !== null) return;
   if (tag !== DEFAULT_BASE_IMAGE) {
     log.info(`pulling base image ${tag}`);
     if ((await commandOutput("docker", ["pull", tag])) !== null) return;
@@ -64,7 +69,7 @@ export async function baseWithCertificates(baseImage: string, logDir: string): P
   }
   const hash = await hashFiles(files.sort(), { BASE_IMAGE: baseImage });
   const tag = `embbench/base:certs-${hash}`;
-  if ((await commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag])) !== null) return tag;
+  if ((await imageIdOf(tag)) !== null) return tag;
   log.info(`adding the host's CA certificates to ${baseImage} as ${tag}`);
   await Deno.mkdir(logDir, { recursive: true });
   const out = await new Deno.Command("docker", {
@@ -168,14 +173,19 @@ async function hashFiles(files: string[], buildArgs: Record<string, string>): Pr
  * The docker CLI to build with and whether it speaks BuildKit: `docker buildx`, else an engine-era
  * CLI (≤ 22) with BuildKit built in, else the legacy builder.
  */
-export async function dockerBuildCli(): Promise<{ cli: string; buildkit: boolean }> {
-  if (await commandOutput("docker", ["buildx", "version"])) return { cli: "docker", buildkit: true };
-  for (const cli of ["docker", "/usr/bin/docker"]) {
-    const v = await commandOutput(cli, ["version", "--format", "{{.Client.Version}}"]);
-    if (v && Number(v.split(".")[0]) <= 22) return { cli, buildkit: true };
-  }
-  return { cli: "docker", buildkit: false };
+export function dockerBuildCli(): Promise<{ cli: string; buildkit: boolean }> {
+  // The answer does not change during a process: ask the CLIs once, not once per image.
+  buildCli ??= (async () => {
+    if (await commandOutput("docker", ["buildx", "version"])) return { cli: "docker", buildkit: true };
+    for (const cli of ["docker", "/usr/bin/docker"]) {
+      const v = await commandOutput(cli, ["version", "--format", "{{.Client.Version}}"]);
+      if (v && Number(v.split(".")[0]) <= 22) return { cli, buildkit: true };
+    }
+    return { cli: "docker", buildkit: false };
+  })();
+  return buildCli;
 }
+let buildCli: Promise<{ cli: string; buildkit: boolean }> | undefined;
 
 /**
  * Reads a build's progress from one output line: BuildKit's "#5 [stage 2/7] RUN ..." and "#5 CACHED"
@@ -275,7 +285,7 @@ export async function buildImage(
       }\nfull log: ${logFile}`,
     );
   }
-  const imageId = (await commandOutput("docker", ["image", "inspect", "--format", "{{.Id}}", tag])) ?? "";
+  const imageId = (await imageIdOf(tag)) ?? "";
   return {
     name,
     tag,

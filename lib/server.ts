@@ -2,6 +2,7 @@
  * One framework container's lifecycle: start pinned to the server cpuset with the model mounted
  * read-only, wait for /health, read /info, measure the cold first request, warm up, stop.
  */
+import { parseCpuset } from "./cpuset.ts";
 import { RunError } from "./errors.ts";
 import type { ContainerEngine } from "./docker.ts";
 
@@ -39,12 +40,7 @@ export interface RunningServer {
 
 /** Counts the CPUs of a cpuset string. */
 export function cpusetSize(cpuset: string): number {
-  let n = 0;
-  for (const part of cpuset.split(",")) {
-    const [lo, hi] = part.split("-").map(Number);
-    n += hi === undefined ? 1 : hi - lo! + 1;
-  }
-  return n;
+  return parseCpuset(cpuset).length;
 }
 
 /** A free TCP port on 127.0.0.1 (the container binds it on the host network). */

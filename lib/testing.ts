@@ -1,5 +1,5 @@
 /** Helpers for tests that need the real Docker engine and the contract-shaped test server image. */
-import { fileURLToPath as fromFileUrl } from "node:url";
+import { buildImage, DEFAULT_BASE_IMAGE, ensureBaseImage } from "./build.ts";
 import { DockerEngine } from "./docker.ts";
 
 /** The test server image (docker/testserver): a fixture, not a framework. */
@@ -17,27 +17,9 @@ export async function dockerAvailable(): Promise<boolean> {
 
 /** Builds the test server image if it is missing (seconds with the layer cache). */
 export async function ensureTestImage(): Promise<void> {
-  const engine = new DockerEngine();
-  if (await engine.imageId(TEST_IMAGE)) return;
-  const { ensureBaseImage } = await import("./build.ts");
+  if (await new DockerEngine().imageId(TEST_IMAGE)) return;
   await ensureBaseImage();
-  const dockerDir = fromFileUrl(new URL("../docker", import.meta.url));
-  const out = await new Deno.Command("docker", {
-    args: [
-      "build",
-      "-q",
-      "--network",
-      "host",
-      "-f",
-      `${dockerDir}/testserver/Dockerfile`,
-      "-t",
-      TEST_IMAGE,
-      dockerDir,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`Cannot build ${TEST_IMAGE}: ${new TextDecoder().decode(out.stderr)}`);
+  await buildImage("testserver", { baseImage: DEFAULT_BASE_IMAGE, logDir: await Deno.makeTempDir() });
 }
 
 /** In CI a missing Docker engine is a failure, not a reason to skip. */
