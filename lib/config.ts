@@ -97,6 +97,7 @@ const QuickSchema = z.strictObject({
   scenarios: z.array(ScenarioSchema).min(1).optional(),
   concurrency_sweep: SweepSchema.optional(),
   input: InputSchema.optional(),
+  repetitions: positiveInt.optional(),
 });
 
 export const BenchmarkConfigSchema = z.strictObject({
@@ -108,6 +109,8 @@ export const BenchmarkConfigSchema = z.strictObject({
   cpus: CpusSchema,
   container: ContainerSchema,
   max_error_rate: z.number().min(0).max(1),
+  /** Each cell's requests are split over this many back-to-back oha runs; their spread is the noise. */
+  repetitions: positiveInt.default(3),
   quick: QuickSchema.optional(),
 });
 export type BenchmarkConfig = z.infer<typeof BenchmarkConfigSchema>;
@@ -417,6 +420,29 @@ function crossChecks(
   };
   checkUnique(config.scenarios, ["scenarios"]);
   checkUnique(config.quick?.scenarios, ["quick", "scenarios"]);
+  // Every cell's requests are split over the repetitions: each repetition needs one at least.
+  const checkRepetitions = (
+    base: PropertyKey[],
+    repetitions: number,
+    scenarios: { num_requests: number }[] | undefined,
+    sweep: { num_requests: number } | undefined,
+  ) => {
+    const check = (path: PropertyKey[], n: number) => {
+      if (n < repetitions) {
+        say(
+          path,
+          `${formatPath(path)} is ${n}, fewer than the ${repetitions} repetitions each cell is split into`,
+        );
+      }
+    };
+    scenarios?.forEach((s, i) => check([...base, "scenarios", i, "num_requests"], s.num_requests));
+    if (sweep) check([...base, "concurrency_sweep", "num_requests"], sweep.num_requests);
+  };
+  checkRepetitions([], config.repetitions, config.scenarios, config.concurrency_sweep);
+  if (config.quick) {
+    const q = config.quick;
+    checkRepetitions(["quick"], q.repetitions ?? config.repetitions, q.scenarios, q.concurrency_sweep);
+  }
   config.frameworks.forEach((f, i) => {
     if (config.frameworks.indexOf(f) !== i) {
       say(["frameworks", i], `frameworks[${i}] is "${f}", listed twice`);
@@ -513,5 +539,6 @@ export function applyQuick(config: BenchmarkConfig): BenchmarkConfig {
     scenarios: q.scenarios ?? config.scenarios,
     concurrency_sweep: q.concurrency_sweep ?? config.concurrency_sweep,
     input: q.input ?? config.input,
+    repetitions: q.repetitions ?? config.repetitions,
   };
 }

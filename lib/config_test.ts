@@ -209,6 +209,18 @@ const CASES: { name: string; models?: [string, string]; config?: [string, string
     ],
   },
   {
+    name: "fewer requests than repetitions",
+    config: ["max_error_rate: 0.01", "max_error_rate: 0.01\nrepetitions: 20"],
+    expect: [
+      "Cannot load benchmark_config.yaml: scenarios[0].num_requests is 10, fewer than the 20 repetitions each cell is split into (line 6:19)",
+    ],
+  },
+  {
+    name: "zero repetitions",
+    config: ["max_error_rate: 0.01", "max_error_rate: 0.01\nrepetitions: 0"],
+    expect: ["Cannot load benchmark_config.yaml: repetitions is 0, expected a number > 0 (line 20:14)"],
+  },
+  {
     name: "a mapping where a list belongs",
     config: ["active_models: [tiny]", "active_models: {tiny: true}"],
     expect: ["Cannot load benchmark_config.yaml: active_models is a mapping, expected a list (line 1:16)"],

@@ -8,6 +8,7 @@
 import { dirname, join } from "node:path";
 import type { BenchmarkConfig, ModelsFile } from "./config.ts";
 import type { Environment } from "./env.ts";
+import type { CellNoise, Repetition } from "./noise.ts";
 import type { OhaSummary } from "./oha.ts";
 import type { Cell } from "./plan.ts";
 
@@ -68,6 +69,12 @@ export interface CellResult extends Omit<Cell, "sweep"> {
   resources?: ResourceStats;
   /** Texts per second: successful requests per second × batch size. */
   textsPerSecond?: number;
+  /**
+   * The cell's load as measured: `repetitions` back-to-back oha runs sharing num_requests. `oha` and
+   * `resources` above combine them (lib/noise.ts says how); `noise` is their spread per figure.
+   */
+  repetitions?: Repetition[];
+  noise?: CellNoise;
 }
 
 /** Writes JSON atomically: a temporary file in the same folder, then a rename. */

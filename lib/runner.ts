@@ -11,12 +11,12 @@ import { parseMemory } from "./docker.ts";
 import type { Environment } from "./env.ts";
 import { RunError } from "./errors.ts";
 import { log } from "./log.ts";
+import { cellNoise, combineOha, combineResources, type Repetition, splitRequests } from "./noise.ts";
 import { type OhaSummary, runOha } from "./oha.ts";
 import { type Cell, planCells } from "./plan.ts";
 import {
   type CellResult,
   readCells,
-  type ResourceStats,
   RESULTS_VERSION,
   type RunInfo,
   runPaths,
@@ -127,7 +127,13 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
           result.status === "ok" && o_
             ? `${o_.throughputRps.toFixed(1)} req/s, p50 ${o_.latencyMs.p50.toFixed(2)} ms, p99 ${
               o_.latencyMs.p99.toFixed(2)
-            } ms, CPU ${result.resources?.cpuPercentMean.toFixed(0) ?? "?"} %`
+            } ms, CPU ${result.resources?.cpuPercentMean.toFixed(0) ?? "?"} %${
+              result.noise?.throughputRps && result.noise.throughputRps.n > 1
+                ? `; req/s range ${
+                  result.noise.throughputRps.relativeRangePercent.toFixed(1)
+                } % over ${result.noise.throughputRps.n} repetitions`
+                : ""
+            }`
             : `FAILED: ${result.failure}`
         }`,
       );
@@ -199,26 +205,42 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
             await warmup(s.baseUrl, body, o.config.input.warmup_requests);
             warmed.add(bodyFile);
           }
-          const sampler = await sampleStats(o.engine, s.containerId);
-          let oha: OhaSummary;
-          let resources: ResourceStats | undefined;
-          try {
-            oha = await runOha(
-              {
-                url: `${s.baseUrl}/embed`,
-                bodyFile,
-                concurrency: cell.concurrency,
-                requests: cell.numRequests,
-                timeoutS: 120,
-                cpus: o.cpus.loadgen,
-                workerThreads: cpusetSize(o.cpus.loadgen),
-              },
-              join(paths.logs, `oha-${cell.id}.json`),
-              o.signal,
-            );
-          } finally {
-            resources = await sampler.stop();
+          const repetitions: Repetition[] = [];
+          const counts = splitRequests(cell.numRequests, o.config.repetitions);
+          for (const [r, requests] of counts.entries()) {
+            const sampler = await sampleStats(o.engine, s.containerId);
+            let oha: OhaSummary;
+            try {
+              oha = await runOha(
+                {
+                  url: `${s.baseUrl}/embed`,
+                  bodyFile,
+                  concurrency: cell.concurrency,
+                  requests,
+                  timeoutS: 120,
+                  cpus: o.cpus.loadgen,
+                  workerThreads: cpusetSize(o.cpus.loadgen),
+                },
+                join(paths.logs, `oha-${cell.id}${counts.length > 1 ? `.r${r + 1}` : ""}.json`),
+                o.signal,
+              );
+            } catch (e) {
+              await sampler.stop();
+              throw e;
+            }
+            const resources = await sampler.stop();
+            repetitions.push({
+              requests,
+              oha,
+              resources,
+              textsPerSecond: oha.throughputRps * cell.batchSize,
+            });
+            if (o.signal.aborted || !(await o.engine.state(s.containerId)).running) break;
           }
+          const oha = combineOha(repetitions.map((r) => r.oha));
+          const resources = combineResources(
+            repetitions.map((r) => ({ resources: r.resources, durationS: r.oha.durationS })),
+          );
           if (o.signal.aborted) break;
           const state = await o.engine.state(s.containerId);
           let failure: string | undefined;
@@ -239,6 +261,8 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
             oha,
             resources,
             textsPerSecond: oha.throughputRps * cell.batchSize,
+            repetitions,
+            noise: cellNoise(repetitions),
           }, started);
           if (!state.running) {
             await o.engine.remove(s.containerId);
