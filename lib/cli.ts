@@ -125,9 +125,21 @@ export function buildProgram(onAction: (action: () => Promise<number | void>) =>
   );
   add(
     "report",
-    "write the static HTML report of a run (default: the latest)",
+    "write report.html (self-contained) and report.md for a run (default: the latest)",
     () => import("../tasks/report.ts"),
     (c) => c.argument("[run-dir]", "a folder under results/"),
+  );
+  add(
+    "compare",
+    "compare two runs cell by cell, flagging changes larger than their measured noise",
+    () => import("../tasks/compare.ts"),
+    (c) =>
+      c.argument("<run-a>", "the baseline: a run folder or run id")
+        .argument("<run-b>", "the run compared against it")
+        .option(
+          "--out <dir>",
+          "where compare.html and compare.md go (default: results/compare/<a>__vs__<b>)",
+        ),
   );
   add(
     "validate",

@@ -7,16 +7,18 @@ export interface Framework {
   label: string;
   /** The language the request path runs in. */
   language: "python" | "rust" | "c++";
+  /** Its colour in every chart of every report (Okabe–Ito, safe for colour-blind readers). */
+  colour: string;
 }
 
 /** Every framework, in the order runs and reports use. */
 export const FRAMEWORKS: readonly Framework[] = [
-  { id: "torch", label: "PyTorch", language: "python" },
-  { id: "onnxruntime", label: "ONNX Runtime (Python)", language: "python" },
-  { id: "onnx-cpp", label: "ONNX Runtime (C++)", language: "c++" },
-  { id: "ort-rust", label: "ONNX Runtime (Rust, ort)", language: "rust" },
-  { id: "candle", label: "Candle (Rust)", language: "rust" },
-  { id: "openvino", label: "OpenVINO", language: "python" },
+  { id: "torch", label: "PyTorch", language: "python", colour: "#D55E00" },
+  { id: "onnxruntime", label: "ONNX Runtime (Python)", language: "python", colour: "#0072B2" },
+  { id: "onnx-cpp", label: "ONNX Runtime (C++)", language: "c++", colour: "#56B4E9" },
+  { id: "ort-rust", label: "ONNX Runtime (Rust, ort)", language: "rust", colour: "#009E73" },
+  { id: "candle", label: "Candle (Rust)", language: "rust", colour: "#E69F00" },
+  { id: "openvino", label: "OpenVINO", language: "python", colour: "#CC79A7" },
 ];
 
 /** Images built besides the frameworks: the conversion image. */

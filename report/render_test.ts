@@ -1,89 +1,168 @@
-import { equal, ok } from "node:assert/strict";
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { join } from "node:path";
+import { REPO_ROOT } from "../lib/context.ts";
+import { FRAMEWORKS } from "../lib/frameworks.ts";
+import { loadRun } from "../tasks/report.ts";
+import { checkPage, chromiumPath } from "./browser.ts";
+import { buildReport } from "./report.ts";
 import { renderReport } from "./render.ts";
-import type { CellResult, RunInfo } from "../lib/results.ts";
-import type { OhaSummary } from "../lib/oha.ts";
 
-const oha = (rps: number, p50: number): OhaSummary => ({
-  durationS: 1,
-  responses: rps,
-  successful: rps,
-  failedStatus: 0,
-  errors: {},
-  errorCount: 0,
-  cutAtDeadline: 0,
-  errorRate: 0,
-  throughputRps: rps,
-  ohaRequestsPerSec: rps,
-  latencyMs: { mean: p50, min: p50, max: p50 * 2, p50, p90: p50, p95: p50, p99: p50 * 1.5, p999: p50 * 2 },
-  statusCodes: { "200": rps },
-});
+/** A real run (report/testdata/make_fixture.sh): tiny-xlmr, 6 frameworks, 2 sequence lengths, PyTorch OOM-killed. */
+export const FIXTURE = new URL("./testdata/fixture-run", import.meta.url).pathname;
+const GOLDEN = new URL("./testdata/fixture-report.md", import.meta.url).pathname;
 
-function cell(framework: string, scenario: string, concurrency: number, o?: OhaSummary): CellResult {
-  return {
-    version: 1,
-    id: `m__${framework}__${scenario}__seq32${scenario === "sweep" ? `__c${concurrency}` : ""}`,
-    model: "m",
-    framework,
-    scenario,
-    sequenceLength: 32,
-    batchSize: 1,
-    concurrency,
-    numRequests: 10,
-    status: o ? "ok" : "failed",
-    failure: o ? undefined : "container exited with code 137 (OOM killed) during the cell",
-    startedAt: "2026-01-01T00:00:00Z",
-    endedAt: "2026-01-01T00:00:01Z",
-    oha: o,
-    textsPerSecond: o?.throughputRps,
+const fixture = await loadRun(FIXTURE);
+const cells = [...fixture.cells.values()];
+const { html, markdown } = await renderReport(fixture.run, cells);
+
+interface ChartJson {
+  id: string;
+  config: {
+    type: string;
+    data: {
+      labels?: unknown[];
+      datasets: { label: string; borderColor: string; data: (number | null | { x: number; y: number })[] }[];
+    };
   };
 }
+const charts = JSON.parse(/of (\[.*\])\) \{/.exec(html)![1]!) as ChartJson[];
+const cell = (id: string) => fixture.cells.get(id)!;
 
-Deno.test("renderReport() fills every placeholder, charts the sweep and marks failed cells", async () => {
-  const run = {
-    version: 1,
-    runId: "2026-01-01T00-00-00Z",
-    quick: true,
-    config: { active_models: ["m"] },
-    models: {},
-    cpus: { server: "0", loadgen: "1" },
-    environment: {
-      cpu: {
-        model: "Test CPU",
-        flags: [],
-        simdFlags: ["avx2"],
-        logicalCpus: 2,
-        physicalCores: 2,
-        threadsPerCore: 1,
-        siblings: {},
-      },
-      memoryBytes: 2 ** 30,
-      kernel: "6.1",
-      os: "Debian",
-      hostname: "h",
-      tools: { deno: "2.9.6", docker: "28", dockerServer: "20.10", oha: "1.16.0" },
-      git: { commit: "abc", dirty: false },
-      cgroupVersion: 1,
-    },
-    frameworks: {
-      torch: { image: "embbench/torch:latest", info: { framework_version: "2.8.0", threads: 1 } },
-    },
-    startedAt: "2026-01-01T00:00:00Z",
-    endedAt: "2026-01-01T00:01:00Z",
-  } as unknown as RunInfo;
-  const html = await renderReport(run, [
-    cell("torch", "single_query", 1, oha(100, 5)),
-    cell("torch", "sweep", 1, oha(100, 5)),
-    cell("torch", "sweep", 4, oha(300, 9)),
-    cell("candle", "single_query", 1),
-  ]);
+Deno.test("the fixture is the real run it claims to be", () => {
+  equal(cells.length, 60);
+  equal(cells.filter((c) => c.status === "failed").length, 10);
+  ok(
+    cells.filter((c) => c.status === "failed").every((c) =>
+      c.framework === "torch" && /OOM killed/.test(c.failure!)
+    ),
+  );
+  ok(
+    cells.filter((c) => c.status === "ok").every((c) =>
+      c.repetitions?.length === 3 && c.noise?.throughputRps
+    ),
+  );
+});
+
+Deno.test("the report holds every section, and one summary row per scenario and sequence length", () => {
   ok(!/\{\{\s*\w+\s*\}\}/.test(html), "no placeholder left");
-  ok(html.includes("not a benchmark result"), "a quick run says so");
-  ok(html.includes('<tr class="failed">') && html.includes("OOM killed"));
-  ok(html.includes("Test CPU") && html.includes("avx2"));
-  ok(html.includes("m, 32 tokens: throughput vs concurrency"));
-  const data = JSON.parse(/of (\[.*\]\)) new Chart/.exec(html)?.[1]?.slice(0, -1) ?? "[]");
-  const sweep = data.find((c: { id: string }) => c.id.startsWith("sweep-tput"));
-  equal(JSON.stringify(sweep.config.data.labels), "[1,4]");
-  equal(JSON.stringify(sweep.config.data.datasets[0].data), "[100,300]");
-  ok(html.includes("new Chart"), "Chart.js is inlined and used");
+  for (
+    const h of ["Summary", "Charts: tiny-xlmr", "Every cell", "Failed cells", "Environment", "Methodology"]
+  ) {
+    ok(html.includes(`>${h}</h2>`), `section ${h}`);
+    ok(markdown.includes(`\n## ${h}\n`), `markdown section ${h}`);
+  }
+  const summary = buildReport(fixture.run, cells).blocks.find((b) => b.kind === "table")!;
+  ok(summary.kind === "table");
+  deepStrictEqual(
+    summary.rows.map((r) => `${r[1]}/${r[2]}`),
+    [
+      "32/single_query",
+      "32/batch_processing",
+      "32/sweep",
+      "128/single_query",
+      "128/batch_processing",
+      "128/sweep",
+    ],
+  );
+  // Every verdict names a leader, a margin and a noise judgement.
+  for (const r of summary.rows) {
+    for (const v of r.slice(5)) {
+      ok(
+        /; [\d.]+ % (lower|higher) than .*; (beyond|within) noise$/.test(typeof v === "string" ? v : v.text),
+      );
+    }
+  }
+});
+
+Deno.test("every chart is filled from the cell files, in each framework's own colour", () => {
+  deepStrictEqual(charts.map((c) => c.id), [
+    "lat-tiny-xlmr-32",
+    "tput-tiny-xlmr-32",
+    "lat-tiny-xlmr-128",
+    "tput-tiny-xlmr-128",
+    "rss-tiny-xlmr",
+    "load-tiny-xlmr",
+    "cold-tiny-xlmr",
+    "batch-tiny-xlmr-32",
+    "batch-tiny-xlmr-128",
+  ]);
+  for (const c of charts) {
+    ok(c.config.data.datasets.length > 0, `${c.id} has datasets`);
+    for (const d of c.config.data.datasets) {
+      const f = FRAMEWORKS.find((f) => d.label.startsWith(f.label))!;
+      ok(f, `${c.id}: ${d.label} is a framework`);
+      equal(d.borderColor, f.colour, `${c.id}: ${d.label} in its colour`);
+      ok(d.data.some((p) => p !== null), `${c.id}: ${d.label} has data`);
+    }
+  }
+  // Latency: p50, p95 and p99 per framework that ran (PyTorch never started), points = sweep levels.
+  const lat = charts[0]!.config.data.datasets;
+  equal(lat.length, 5 * 3);
+  const cpp99 = lat.find((d) => d.label === "ONNX Runtime (C++) p99")!;
+  deepStrictEqual(
+    cpp99.data,
+    [1, 2, 4].map((c) => ({ x: c, y: cell(`tiny-xlmr__onnx-cpp__sweep__seq32__c${c}`).oha!.latencyMs.p99 })),
+  );
+  const batch = charts.find((c) => c.id === "batch-tiny-xlmr-128")!.config.data;
+  deepStrictEqual(batch.labels, ["batch 1", "batch 8"]);
+  deepStrictEqual(batch.datasets.find((d) => d.label === "Candle (Rust)")!.data, [
+    cell("tiny-xlmr__candle__single_query__seq128").textsPerSecond,
+    cell("tiny-xlmr__candle__batch_processing__seq128").textsPerSecond,
+  ]);
+});
+
+Deno.test("failed cells, environment and methodology come from the run", () => {
+  for (const c of cells.filter((c) => c.status === "failed")) {
+    ok(markdown.includes(`| ${c.id} | PyTorch | container exited with code 137 (OOM killed)`));
+  }
+  for (const [f, v] of Object.entries(fixture.run.frameworks)) {
+    ok(html.includes(v.imageId!) && markdown.includes(v.imageId!), `image id of ${f}`);
+  }
+  ok(markdown.includes(fixture.run.environment.cpu.model));
+  ok(markdown.includes("split over 3 back-to-back oha runs"));
+  ok(markdown.includes("with a 200m memory limit"));
+  ok(markdown.includes("| sweep | 1, 2, 4 | 1 | 150 per level |"));
+});
+
+Deno.test("the markdown twin matches the reviewed copy (UPDATE_GOLDEN=1 rewrites it)", async () => {
+  if (Deno.env.get("UPDATE_GOLDEN") === "1") await Deno.writeTextFile(GOLDEN, markdown);
+  equal(markdown, await Deno.readTextFile(GOLDEN));
+  // Each of the 60 cells is one row of the every-cell table.
+  const rows = markdown.split("\n").filter((l) =>
+    /^\| tiny-xlmr \| [^|]+ \| (single_query|batch_processing|sweep) \| \d+ \| \d+ \| \d+ \| (ok|failed) \|/
+      .test(l)
+  );
+  equal(rows.length, 60);
+});
+
+async function chromiumMissing(): Promise<boolean> {
+  try {
+    await Deno.stat(chromiumPath());
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+Deno.test({
+  name: "the fixture report opens offline in Chromium with every chart drawn (screenshot kept)",
+  ignore: Deno.env.get("CI") !== "true" && await chromiumMissing(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "embbench-report-" });
+    try {
+      const page = join(dir, "report.html");
+      await Deno.writeTextFile(page, html);
+      const artifacts = join(REPO_ROOT, "results", "test-artifacts");
+      await Deno.mkdir(artifacts, { recursive: true });
+      const check = await checkPage(page, join(artifacts, "fixture-report.png"));
+      deepStrictEqual(check.consoleErrors, []);
+      deepStrictEqual(check.requests, []);
+      deepStrictEqual(check.canvases.map((c) => c.id), charts.map((c) => c.id));
+      for (const c of check.canvases) ok(c.drawn, `${c.id} drawn`);
+      equal(check.title, `embbench run ${fixture.run.runId}`);
+      ok((await Deno.stat(join(artifacts, "fixture-report.png"))).size > 10_000);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -11,7 +11,7 @@ OHA_VERSION="$(sed -n 's/^export const OHA_VERSION = "\(.*\)";/\1/p' lib/version
 step() { printf '\n==> %s\n' "$*" >&2; }
 sudo_() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-step "system packages (docker.io, debootstrap, util-linux, python3-venv)"
+step "system packages (docker.io, debootstrap, util-linux, python3-venv, chromium)"
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -19,6 +19,7 @@ command -v taskset >/dev/null || need+=(util-linux)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
 if ((${#need[@]})); then
   sudo_ apt-get update -qq
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2

@@ -1,0 +1,227 @@
+/**
+ * Summaries of recorded cells: the figures the report ranks frameworks by, which framework leads
+ * each scenario, by how much, and whether that lead is larger than the measured noise. Nothing is
+ * measured here; every value comes from the cell files.
+ */
+import type { CellNoise, Spread } from "../lib/noise.ts";
+import { distinct } from "../lib/noise.ts";
+import { findFramework, FRAMEWORKS } from "../lib/frameworks.ts";
+import type { CellResult } from "../lib/results.ts";
+
+/** A figure the report ranks by. */
+export interface Metric {
+  id: "p50" | "p99" | "texts" | "rss";
+  label: string;
+  unit: string;
+  lowerIsBetter: boolean;
+  /** Decimal places to show. */
+  digits: number;
+  value(c: CellResult): number | undefined;
+  spread(c: CellResult): Spread | undefined;
+}
+
+const MIB = 2 ** 20;
+const scaled = (s: Spread | undefined, f: number): Spread | undefined =>
+  s && { ...s, min: s.min / f, median: s.median / f, max: s.max / f };
+const noise = (c: CellResult, k: keyof CellNoise) => c.noise?.[k];
+
+export const METRICS: Record<Metric["id"], Metric> = {
+  p50: {
+    id: "p50",
+    label: "p50 latency",
+    unit: "ms",
+    lowerIsBetter: true,
+    digits: 2,
+    value: (c) => c.oha?.latencyMs.p50,
+    spread: (c) => noise(c, "p50Ms"),
+  },
+  p99: {
+    id: "p99",
+    label: "p99 latency",
+    unit: "ms",
+    lowerIsBetter: true,
+    digits: 2,
+    value: (c) => c.oha?.latencyMs.p99,
+    spread: (c) => noise(c, "p99Ms"),
+  },
+  texts: {
+    id: "texts",
+    label: "throughput",
+    unit: "texts/s",
+    lowerIsBetter: false,
+    digits: 1,
+    value: (c) => c.textsPerSecond,
+    spread: (c) => noise(c, "textsPerSecond"),
+  },
+  rss: {
+    id: "rss",
+    label: "peak RSS",
+    unit: "MiB",
+    lowerIsBetter: true,
+    digits: 0,
+    value: (c) => (c.resources ? c.resources.rssBytesPeak / MIB : undefined),
+    spread: (c) => scaled(noise(c, "rssBytesPeak"), MIB),
+  },
+};
+
+/** Display name and colour of a framework; unknown ids (test servers) get a stable grey-blue. */
+export function frameworkStyle(id: string): { label: string; colour: string } {
+  const f = findFramework(id);
+  if (f) return { label: f.label, colour: f.colour };
+  let h = 0;
+  for (const ch of id) h = (h * 31 + ch.charCodeAt(0)) % 360;
+  return { label: id, colour: `hsl(${h}, 25%, 45%)` };
+}
+
+/** Frameworks in the fixed order of lib/frameworks.ts, unknown ones after, alphabetically. */
+export function frameworkOrder(ids: Iterable<string>): string[] {
+  const rank = (id: string) => {
+    const i = FRAMEWORKS.findIndex((f) => f.id === id);
+    return i < 0 ? FRAMEWORKS.length : i;
+  };
+  return [...new Set(ids)].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
+export const finite = (v: number | undefined): v is number => v !== undefined && Number.isFinite(v);
+
+/** One framework's figure in a ranking, from one cell. */
+export interface Entry {
+  framework: string;
+  value: number;
+  spread?: Spread;
+  concurrency: number;
+}
+
+/** Who leads one metric, by how much, and whether the lead is beyond the noise. */
+export interface Verdict {
+  metric: Metric;
+  /** Frameworks best first. */
+  ranking: Entry[];
+  /** How much better the leader is than the runner-up, percent of the runner-up's figure. */
+  marginPercent?: number;
+  /** True when their repetition ranges do not overlap; undefined when noise was not measured. */
+  beyondNoise?: boolean;
+}
+
+export function rank(metric: Metric, entries: Entry[]): Verdict {
+  const ranking = [...entries].sort((a, b) => (metric.lowerIsBetter ? a.value - b.value : b.value - a.value));
+  const [first, second] = ranking;
+  if (!first || !second) return { metric, ranking };
+  const marginPercent = second.value === 0
+    ? undefined
+    : (Math.abs(second.value - first.value) / second.value) * 100;
+  return { metric, ranking, marginPercent, beyondNoise: distinct(first.spread, second.spread) };
+}
+
+/** One line of the summary: a model, sequence length and scenario, and the leader per metric. */
+export interface SummaryRow {
+  model: string;
+  sequenceLength: number;
+  scenario: string;
+  batchSize: number;
+  /** The load the latency figures were taken at (the sweep: its lowest level). */
+  latencyConcurrency: number;
+  /** Which concurrency throughput is taken at: the scenario's, or each framework's best in the sweep. */
+  throughputAt: string;
+  verdicts: Verdict[];
+}
+
+const entryOf = (metric: Metric, c: CellResult): Entry | undefined => {
+  const value = metric.value(c);
+  return finite(value)
+    ? { framework: c.framework, value, spread: metric.spread(c), concurrency: c.concurrency }
+    : undefined;
+};
+
+/** The cell of a framework's sweep that is best for a metric. */
+function bestCell(metric: Metric, cells: CellResult[]): CellResult | undefined {
+  const scored = cells.filter((c) => finite(metric.value(c)));
+  return scored.sort((a, b) =>
+    metric.lowerIsBetter ? metric.value(a)! - metric.value(b)! : metric.value(b)! - metric.value(a)!
+  )[0];
+}
+
+/**
+ * Per model, sequence length and scenario: the leader in p50 and p99 latency (at the scenario's
+ * concurrency; for the sweep at its lowest level), in throughput (for the sweep at each framework's
+ * best level), and in memory (for the sweep, the highest peak over its levels).
+ */
+export function summarize(cells: CellResult[], scenarioOrder: string[]): SummaryRow[] {
+  const ok = cells.filter((c) => c.status === "ok");
+  const rows: SummaryRow[] = [];
+  const models = [...new Set(ok.map((c) => c.model))].sort();
+  const order = (s: string) => (s === "sweep" ? scenarioOrder.length : scenarioOrder.indexOf(s) + 1 || 999);
+  for (const model of models) {
+    const forModel = ok.filter((c) => c.model === model);
+    for (const seq of [...new Set(forModel.map((c) => c.sequenceLength))].sort((a, b) => a - b)) {
+      const forSeq = forModel.filter((c) => c.sequenceLength === seq);
+      const scenarios = [...new Set(forSeq.map((c) => c.scenario))].sort((a, b) => order(a) - order(b));
+      for (const scenario of scenarios) {
+        const group = forSeq.filter((c) => c.scenario === scenario);
+        const frameworks = frameworkOrder(group.map((c) => c.framework));
+        const byFramework = frameworks.map((f) =>
+          group.filter((c) => c.framework === f).sort((a, b) => a.concurrency - b.concurrency)
+        );
+        const sweep = scenario === "sweep";
+        const latencyConcurrency = Math.min(...group.map((c) => c.concurrency));
+        const verdicts = (["p50", "p99", "texts", "rss"] as const).map((id) => {
+          const metric = METRICS[id];
+          const entries = byFramework.map((fc) => {
+            let cell: CellResult | undefined;
+            if (!sweep) cell = fc[0];
+            else if (id === "p50" || id === "p99") {
+              cell = fc.find((c) => c.concurrency === latencyConcurrency);
+            } else if (id === "texts") cell = bestCell(metric, fc);
+            else cell = bestCell({ ...metric, lowerIsBetter: false }, fc); // memory: the highest peak
+            return cell && entryOf(metric, cell);
+          }).filter((e): e is Entry => !!e);
+          return rank(metric, entries);
+        });
+        rows.push({
+          model,
+          sequenceLength: seq,
+          scenario,
+          batchSize: group[0]!.batchSize,
+          latencyConcurrency,
+          throughputAt: sweep ? "best level" : `c=${group[0]!.concurrency}`,
+          verdicts,
+        });
+      }
+    }
+  }
+  return rows;
+}
+
+/** A number with fixed decimals and thousands separators; "–" for missing values. */
+export function fmt(v: number | undefined, digits = 1): string {
+  return finite(v)
+    ? v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : "–";
+}
+
+/** "12.3 (11.9–12.8)": the value and its repetition range, when noise was measured. */
+export function withRange(value: number | undefined, s: Spread | undefined, digits: number): string {
+  if (!finite(value)) return "–";
+  return s && s.n > 1
+    ? `${fmt(value, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`
+    : fmt(value, digits);
+}
+
+/** How a verdict reads in a table cell. */
+export function verdictText(v: Verdict): string {
+  const [first, second] = v.ranking;
+  if (!first) return "–";
+  const lead = `${frameworkStyle(first.framework).label} ${
+    fmt(first.value, v.metric.digits)
+  } ${v.metric.unit}${v.metric.id === "texts" && first.concurrency > 0 ? ` @c=${first.concurrency}` : ""}`;
+  if (!second) return `${lead} (only one framework)`;
+  const margin = `${fmt(v.marginPercent, 1)} % ${v.metric.lowerIsBetter ? "lower" : "higher"} than ${
+    frameworkStyle(second.framework).label
+  }`;
+  const noiseNote = v.beyondNoise === undefined
+    ? "noise not measured"
+    : v.beyondNoise
+    ? "beyond noise"
+    : "within noise";
+  return `${lead}; ${margin}; ${noiseNote}`;
+}
