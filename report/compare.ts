@@ -134,7 +134,9 @@ export function buildComparison(
         `${flagged.length} changes beyond the noise: ${better} better, ${
           flagged.length - better
         } worse. A change is beyond the noise when the two runs' ranges over their repetitions do not overlap.`,
-        `${statusChanged.length} cells changed status (ok ↔ failed).`,
+        `${statusChanged.length} ${
+          statusChanged.length === 1 ? "cell" : "cells"
+        } changed status (ok ↔ failed).`,
       ],
     },
   ];

@@ -32,7 +32,12 @@ for t in docker/convert/test.sh docker/python/test.sh docker/rust/test.sh docker
   [[ -f "$t" ]] && suite "$(dirname "$t")" bash "$t"
 done
 # End to end: convert, build, verify, run and report the small model through every framework image.
-suite "all --quick" ./embbench all --quick
+quick_report="$(mktemp)"
+trap 'rm -f "$quick_report"' EXIT
+quick_run() { ./embbench all --quick | tee "$quick_report"; }
+suite "all --quick" quick_run
+# Its report, as a reader opens it: from disk, offline, in headless Chromium, every chart drawn.
+suite "quick report in Chromium" deno run --allow-all scripts/check_report.ts "$(tail -1 "$quick_report" 2>/dev/null)"
 # Every image against both offline models, and a second build of every image from the layer cache.
 suite "verify tiny-xlmr minilm" ./embbench verify --model tiny-xlmr minilm
 suite "rebuild from cache" bash scripts/check_rebuild.sh
