@@ -107,7 +107,13 @@ export async function readCells(runDir: string): Promise<Map<string, CellResult>
   try {
     for await (const entry of Deno.readDir(dir)) {
       if (!entry.isFile || !entry.name.endsWith(".json")) continue;
-      const cell = JSON.parse(await Deno.readTextFile(join(dir, entry.name))) as CellResult;
+      const file = join(dir, entry.name);
+      let cell: CellResult;
+      try {
+        cell = JSON.parse(await Deno.readTextFile(file)) as CellResult;
+      } catch (e) {
+        throw new Error(`${file} is not a cell file: ${(e as Error).message}`);
+      }
       cells.set(cell.id, cell);
     }
   } catch (e) {

@@ -278,3 +278,14 @@ export async function checkPage(htmlPath: string, screenshotPath?: string): Prom
     await Deno.remove(profile, { recursive: true }).catch(() => {});
   }
 }
+
+/** For browser tests: skip them only on a machine without Chromium, never in CI (CI=true). */
+export async function skipBrowserTests(): Promise<boolean> {
+  if (Deno.env.get("CI") === "true") return false;
+  try {
+    await Deno.stat(chromiumPath());
+    return false;
+  } catch {
+    return true;
+  }
+}

@@ -1,17 +1,8 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { checkPage, chromiumPath } from "./browser.ts";
+import { checkPage, skipBrowserTests } from "./browser.ts";
 
-/** Skipped only on a machine without Chromium, never in CI. */
-async function chromiumMissing(): Promise<boolean> {
-  try {
-    await Deno.stat(chromiumPath());
-    return false;
-  } catch {
-    return true;
-  }
-}
-const ignore = Deno.env.get("CI") !== "true" && await chromiumMissing();
+const ignore = await skipBrowserTests();
 
 async function withPage(html: string, fn: (path: string, dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "embbench-browser-test-" });

@@ -6,7 +6,7 @@
 import { distinct } from "../lib/noise.ts";
 import type { CellResult, RunInfo } from "../lib/results.ts";
 import type { Block, Cell, ReportDocument } from "./document.ts";
-import { sortCells } from "./report.ts";
+import { CELL_COLUMNS, cellIdentity, sortCells } from "./report.ts";
 import { finite, fmt, frameworkStyle, type Metric, METRICS } from "./summary.ts";
 
 export interface Change {
@@ -177,24 +177,12 @@ export function buildComparison(
     {
       kind: "table",
       columns: [
-        "model",
-        "framework",
-        "scenario",
-        "seq",
-        "batch",
-        "c",
-        "status",
+        ...CELL_COLUMNS,
         ...COMPARED.map((m) => `${m.label} (${m.unit})`),
       ],
       textColumns: 3,
       rows: common.map((c) => [
-        c.a.model,
-        { text: frameworkStyle(c.a.framework).label, swatch: frameworkStyle(c.a.framework).colour },
-        c.a.scenario,
-        String(c.a.sequenceLength),
-        String(c.a.batchSize),
-        String(c.a.concurrency),
-        c.a.status === c.b.status ? c.a.status : `${c.a.status} → ${c.b.status}`,
+        ...cellIdentity(c.a, c.a.status === c.b.status ? c.a.status : `${c.a.status} → ${c.b.status}`),
         ...c.changes.map(changeCell),
       ]),
     },

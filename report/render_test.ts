@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { REPO_ROOT } from "../lib/context.ts";
 import { FRAMEWORKS } from "../lib/frameworks.ts";
 import { loadRun } from "../tasks/report.ts";
-import { checkPage, chromiumPath } from "./browser.ts";
+import { checkPage, skipBrowserTests } from "./browser.ts";
 import { buildReport } from "./report.ts";
 import { renderReport } from "./render.ts";
 
@@ -135,18 +135,9 @@ Deno.test("the markdown twin matches the reviewed copy (UPDATE_GOLDEN=1 rewrites
   equal(rows.length, 60);
 });
 
-async function chromiumMissing(): Promise<boolean> {
-  try {
-    await Deno.stat(chromiumPath());
-    return false;
-  } catch {
-    return true;
-  }
-}
-
 Deno.test({
   name: "the fixture report opens offline in Chromium with every chart drawn (screenshot kept)",
-  ignore: Deno.env.get("CI") !== "true" && await chromiumMissing(),
+  ignore: await skipBrowserTests(),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "embbench-report-" });
     try {

@@ -272,18 +272,28 @@ function summarySection(cells: CellResult[], run: RunInfo): Block[] {
   return blocks;
 }
 
+/** The columns that say which cell a table row is (the first three are text). */
+export const CELL_COLUMNS = ["model", "framework", "scenario", "seq", "batch", "c", "status"];
+
+/** A cell's values for CELL_COLUMNS, with its status shown as given. */
+export function cellIdentity(c: CellResult, status: Cell): Cell[] {
+  return [
+    c.model,
+    { text: frameworkStyle(c.framework).label, swatch: frameworkStyle(c.framework).colour },
+    c.scenario,
+    String(c.sequenceLength),
+    String(c.batchSize),
+    String(c.concurrency),
+    status,
+  ];
+}
+
 function cellTable(cells: CellResult[]): Block {
   const n = METRICS;
   return {
     kind: "table",
     columns: [
-      "model",
-      "framework",
-      "scenario",
-      "seq",
-      "batch",
-      "c",
-      "status",
+      ...CELL_COLUMNS,
       "reps",
       "req/s",
       "texts/s (range)",
@@ -302,13 +312,7 @@ function cellTable(cells: CellResult[]): Block {
     textColumns: 3,
     rowClasses: cells.map((c) => c.status),
     rows: cells.map((c) => [
-      { text: c.model },
-      { text: frameworkStyle(c.framework).label, swatch: frameworkStyle(c.framework).colour },
-      c.scenario,
-      String(c.sequenceLength),
-      String(c.batchSize),
-      String(c.concurrency),
-      c.status === "ok" ? "ok" : { text: "failed", title: c.failure },
+      ...cellIdentity(c, c.status === "ok" ? "ok" : { text: "failed", title: c.failure }),
       String(c.repetitions?.length ?? (c.oha ? 1 : 0)),
       fmt(c.oha?.throughputRps, 1),
       withRange(c.textsPerSecond, n.texts.spread(c), 1),
