@@ -28,6 +28,11 @@ export interface RunInfo {
   /** The cpusets actually used (after "auto" is resolved). */
   cpus: { server: string; loadgen: string };
   environment: Environment;
+  /**
+   * True when every framework had to pass `embbench verify` before it was timed; false when the run
+   * (or a resume of it) was started with --skip-verify. Absent in runs made before it was recorded.
+   */
+  verifyGate?: boolean;
   /** Image id and /info answer per framework, filled as each framework starts. */
   frameworks: Record<string, { image: string; imageId?: string; info?: Record<string, unknown> }>;
   /** ISO 8601 times. endedAt is absent while the run is in progress or was interrupted. */

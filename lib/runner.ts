@@ -86,6 +86,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
       startedAt: new Date().toISOString(),
     };
   }
+  info.verifyGate = (info.verifyGate ?? true) && o.gate !== undefined;
   await writeJsonAtomic(paths.run, info);
   // A run killed without cleanup may have left containers: remove them before starting anew.
   for (const id of await o.engine.findByLabel(RUN_LABEL, o.runId)) await o.engine.remove(id);

@@ -97,6 +97,8 @@ Deno.test("runBenchmark() fails every cell of a framework whose container crashe
     ok(c.failure?.includes("did not start: container exited with code 139"), c.failure);
     ok(c.failure?.includes("Segmentation fault"), "the container's last log lines are kept");
   }
-  ok((await readRun(join(dir, "run"))).endedAt);
+  const info = await readRun(join(dir, "run"));
+  ok(info.endedAt);
+  equal(info.verifyGate, false, "a run without a verify gate says so");
   await Deno.remove(dir, { recursive: true });
 });

@@ -416,9 +416,13 @@ function methodologySection(run: RunInfo): Block[] {
   );
   const items = [
     `Models: ${models.join("; ")}.`,
-    `Frameworks: ${
-      c.frameworks.map((f) => frameworkStyle(f).label).join(", ")
-    }. Each one passed 'embbench verify' (the contract, and embeddings matching the PyTorch reference) before it was timed, unless the run was started with --skip-verify.`,
+    `Frameworks: ${c.frameworks.map((f) => frameworkStyle(f).label).join(", ")}. ${
+      run.verifyGate === true
+        ? "Each one had to pass 'embbench verify' (the contract, and embeddings matching the PyTorch reference) before it was timed; one that failed has its cells failed with the reason."
+        : run.verifyGate === false
+        ? "This run was started with --skip-verify: frameworks were timed without proving they compute the reference embeddings."
+        : "Whether frameworks had to pass 'embbench verify' first was not recorded for this run."
+    }`,
     `Each framework serves from its own container, one at a time, pinned to CPUs ${run.cpus.server} with a ${c.container.memory_limit} memory limit, NUM_THREADS set to ${
       cpusetSize(run.cpus.server)
     } (the cpuset's size), batches of at most ${c.container.max_batch} texts and ${c.container.max_inflight} request(s) computed at a time.`,
