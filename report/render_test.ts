@@ -120,6 +120,10 @@ Deno.test("failed cells, environment and methodology come from the run", () => {
   }
   ok(markdown.includes(fixture.run.environment.cpu.model));
   ok(markdown.includes("split over 3 back-to-back oha runs"));
+  ok(
+    /Noise in this run: across 50 cells, .* has a median of [\d.]+ % and a maximum of [\d.]+ % \(tiny-xlmr__/
+      .test(markdown),
+  );
   ok(markdown.includes("Each one had to pass 'embbench verify'"));
   ok(markdown.includes("with a 200m memory limit"));
   ok(markdown.includes("| sweep | 1, 2, 4 | 1 | 150 per level |"));

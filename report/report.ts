@@ -245,6 +245,25 @@ function summarySection(cells: CellResult[], run: RunInfo): Block[] {
         run.config.repetitions ?? 1
       } repetition(s) do not overlap; "within noise" means they do, so the order may not hold in another run. Latency is at the scenario's concurrency (the sweep: its lowest level); the sweep's throughput is each framework's best level; memory is peak RSS (the sweep: its highest).`,
   });
+  const ranges = cells.flatMap((c) => {
+    const s = c.status === "ok" ? c.noise?.textsPerSecond : undefined;
+    return s && s.n > 1 ? [{ id: c.id, pct: s.relativeRangePercent }] : [];
+  }).sort((a, b) => a.pct - b.pct);
+  if (ranges.length) {
+    const widest = ranges.at(-1)!;
+    blocks.push({
+      kind: "paragraph",
+      text:
+        `Noise in this run: across ${ranges.length} cells, the spread of throughput between a cell's repetitions (max − min, as % of the median) has a median of ${
+          fmt(median(ranges.map((r) => r.pct)), 1)
+        } % and a maximum of ${fmt(widest.pct, 1)} % (${widest.id}).`,
+    });
+  } else {
+    blocks.push({
+      kind: "paragraph",
+      text: "This run measured no noise (one repetition per cell): no margin below can be judged against it.",
+    });
+  }
   blocks.push({
     kind: "table",
     columns: [
