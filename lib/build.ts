@@ -7,6 +7,8 @@ import { join, relative } from "node:path";
 import { REPO_ROOT } from "./context.ts";
 import { commandOutput } from "./env.ts";
 import { RunError } from "./errors.ts";
+import { latestImage } from "./frameworks.ts";
+import { sha256Hex } from "./fs.ts";
 import { log } from "./log.ts";
 
 export const DOCKER_DIR = join(REPO_ROOT, "docker");
@@ -60,14 +62,10 @@ export async function ensureBaseImage(tag = DEFAULT_BASE_IMAGE): Promise<void> {
  * tagged embbench/base:<content-hash>.
  */
 export async function baseWithCertificates(baseImage: string, logDir: string): Promise<string> {
-  await stageCertificates();
   if (baseImage === DEFAULT_BASE_IMAGE) return baseImage;
+  await stageCertificates();
   const dockerfile = join(DOCKER_DIR, "base", "certs.Dockerfile");
-  const files = [dockerfile];
-  for await (const e of Deno.readDir(join(DOCKER_DIR, ".certs"))) {
-    files.push(join(DOCKER_DIR, ".certs", e.name));
-  }
-  const hash = await hashFiles(files.sort(), { BASE_IMAGE: baseImage });
+  const hash = await contentHash("base", { BASE_IMAGE: baseImage }, dockerfile);
   const tag = `embbench/base:certs-${hash}`;
   if ((await imageIdOf(tag)) !== null) return tag;
   log.info(`adding the host's CA certificates to ${baseImage} as ${tag}`);
@@ -99,21 +97,18 @@ export async function baseWithCertificates(baseImage: string, logDir: string): P
 }
 
 /** Copies the host's CA certificates into docker/.certs so Dockerfiles can trust a TLS-intercepting proxy. */
-export async function stageCertificates(): Promise<number> {
+async function stageCertificates(): Promise<void> {
   const target = join(DOCKER_DIR, ".certs");
   await Deno.mkdir(target, { recursive: true });
-  let n = 0;
   try {
     for await (const e of Deno.readDir("/usr/local/share/ca-certificates")) {
       if (e.isFile && e.name.endsWith(".crt")) {
         await Deno.copyFile(join("/usr/local/share/ca-certificates", e.name), join(target, e.name));
-        n++;
       }
     }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  return n;
 }
 
 /** Source folders a Dockerfile copies from the docker/ context (first path segment of each COPY source). */
@@ -128,11 +123,15 @@ export function copiedFolders(dockerfile: string): string[] {
   return [...folders].filter((f) => f && f !== ".").sort();
 }
 
+/** Names the content hash skips; docker/.dockerignore keeps the same ones out of the build context. */
 const IGNORED = /(^|\/)(target|build|node_modules|__pycache__|\.pytest_cache|\.venv[^/]*)(\/|$)/;
 
 /** sha256 over the Dockerfile, the build arguments and every file it copies: names and contents. */
-export async function contentHash(name: string, buildArgs: Record<string, string>): Promise<string> {
-  const dockerfilePath = join(DOCKER_DIR, name, "Dockerfile");
+export async function contentHash(
+  name: string,
+  buildArgs: Record<string, string>,
+  dockerfilePath = join(DOCKER_DIR, name, "Dockerfile"),
+): Promise<string> {
   const dockerfile = await Deno.readTextFile(dockerfilePath);
   const files: string[] = [dockerfilePath];
   const walk = async (dir: string) => {
@@ -165,8 +164,7 @@ async function hashFiles(files: string[], buildArgs: Record<string, string>): Pr
     total.set(p, off);
     off += p.length;
   }
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", total));
-  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("").slice(0, 12);
+  return (await sha256Hex(total)).slice(0, 12);
 }
 
 /**
@@ -206,7 +204,7 @@ export function parseProgress(line: string): { vertex?: string; step?: string; c
 /** Builds one image, streaming its log to `logFile` and a one-line progress to stderr. */
 export async function buildImage(
   name: string,
-  opts: { baseImage: string; noCache?: boolean; logDir: string; signal?: AbortSignal },
+  opts: { baseImage: string; noCache?: boolean; logDir: string },
 ): Promise<BuildResult> {
   const buildArgs = { BASE_IMAGE: opts.baseImage };
   const hash = await contentHash(name, buildArgs);
@@ -228,7 +226,7 @@ export async function buildImage(
     "-t",
     tag,
     "-t",
-    `embbench/${name}:latest`,
+    latestImage(name),
     DOCKER_DIR,
   ];
   const started = performance.now();
@@ -237,7 +235,6 @@ export async function buildImage(
     env: { DOCKER_BUILDKIT: buildkit ? "1" : "0" },
     stdout: "piped",
     stderr: "piped",
-    signal: opts.signal,
   }).spawn();
   const steps = new Set<string>();
   const cached = new Set<string>();

@@ -31,8 +31,26 @@ export function systemCpuNs(procStat: string): number {
   return fields.reduce((a, b) => a + b, 0) * (1e9 / CLK_TCK);
 }
 
-/** Candidate cgroup folders for a container id, v1 (cgroupfs, systemd) then v2. */
-function locate(id: string, root: string): { v: 1 | 2; cpu: string; memory: string } | undefined {
+interface Location {
+  v: 1 | 2;
+  cpu: string;
+  memory: string;
+}
+
+/** Where each container's cgroup was found: sampling every 250 ms should not probe every layout again. */
+const located = new Map<string, Location>();
+
+/** Candidate cgroup folders for a container id, v1 (cgroupfs, systemd) then v2; remembered once found. */
+function locate(id: string, root: string): Location | undefined {
+  const key = `${root}\0${id}`;
+  const known = located.get(key);
+  if (known) return known;
+  const found = probe(id, root);
+  if (found) located.set(key, found);
+  return found;
+}
+
+function probe(id: string, root: string): Location | undefined {
   const v1 = [`docker/${id}`, `system.slice/docker-${id}.scope`];
   for (const rel of v1) {
     for (const cpuDir of ["cpuacct", "cpu,cpuacct"]) {
@@ -52,18 +70,17 @@ export function cgroupSnapshot(id: string, root = "/sys/fs/cgroup"): RawStats | 
   const where = locate(id, root);
   const procStat = read("/proc/stat");
   if (!where || !procStat) return undefined;
-  let totalNs: number;
-  let memStats: Record<string, number>;
-  let usage: number;
-  if (where.v === 1) {
-    totalNs = Number(read(`${where.cpu}/cpuacct.usage`));
-    memStats = keyValues(read(`${where.memory}/memory.stat`) ?? "");
-    usage = Number(read(`${where.memory}/memory.usage_in_bytes`) ?? NaN);
-  } else {
-    totalNs = (keyValues(read(`${where.cpu}/cpu.stat`) ?? "").usage_usec ?? NaN) * 1000;
-    memStats = keyValues(read(`${where.memory}/memory.stat`) ?? "");
-    usage = Number(read(`${where.memory}/memory.current`) ?? NaN);
+  const cpuText = read(where.v === 1 ? `${where.cpu}/cpuacct.usage` : `${where.cpu}/cpu.stat`);
+  if (cpuText === undefined) {
+    // The container is gone: forget its folder, and let the caller fall back to the API.
+    located.delete(`${root}\0${id}`);
+    return undefined;
   }
+  const totalNs = where.v === 1 ? Number(cpuText) : (keyValues(cpuText).usage_usec ?? NaN) * 1000;
+  const memStats = keyValues(read(`${where.memory}/memory.stat`) ?? "");
+  const usage = Number(
+    read(`${where.memory}/${where.v === 1 ? "memory.usage_in_bytes" : "memory.current"}`) ?? NaN,
+  );
   const online = procStat.split("\n").filter((l) => /^cpu\d+ /.test(l)).length;
   const cpu = {
     cpu_usage: { total_usage: totalNs },

@@ -63,6 +63,17 @@ export const ModelsFileSchema = z.strictObject({
 });
 export type ModelsFile = z.infer<typeof ModelsFileSchema>;
 
+/** A memory size as docker takes it: a number with an optional unit b, k, m or g. */
+const MEMORY_SIZE = /^(\d+(?:\.\d+)?)([bkmg]?)$/i;
+
+/** Parses a docker memory size ("16g", "512m", "1073741824") into bytes. */
+export function parseMemory(text: string): number {
+  const m = MEMORY_SIZE.exec(text.trim());
+  if (!m) throw new RangeError(`"${text}" is not a memory size such as "16g"`);
+  const unit = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()]!;
+  return Math.round(Number(m[1]) * unit);
+}
+
 const ScenarioSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9_]+$/),
   concurrency: positiveInt,
@@ -86,7 +97,7 @@ const InputSchema = z.strictObject({
 const CpusSchema = z.strictObject({ server: z.string(), loadgen: z.string() });
 
 const ContainerSchema = z.strictObject({
-  memory_limit: z.string().regex(/^\d+(\.\d+)?[bkmg]?$/i),
+  memory_limit: z.string().regex(MEMORY_SIZE),
   max_batch: positiveInt,
   max_inflight: positiveInt,
   health_timeout_s: positiveInt,

@@ -3,6 +3,7 @@ import { fileURLToPath as fromFileUrl } from "node:url";
 import { ConfigError } from "./errors.ts";
 import { applyQuick, closest, loadConfig, parseYaml, topologyWarnings, validateSources } from "./config.ts";
 import type { CpuTopology } from "./cpuset.ts";
+import { runCli } from "./testing.ts";
 
 const MODELS = `models:
   tiny:
@@ -250,18 +251,12 @@ function replaceOnce(text: string, from: string, to: string): string {
 
 Deno.test("the CLI exits 2 and prints every message for each malformed configuration", async () => {
   const dir = await Deno.makeTempDir();
-  const main = fromFileUrl(new URL("../main.ts", import.meta.url));
   const results = await Promise.all(CASES.map(async (c, i) => {
     const models = `${dir}/models${i}.yaml`;
     const config = `${dir}/config${i}.yaml`;
     await Deno.writeTextFile(models, c.models ? replaceOnce(MODELS, ...c.models) : MODELS);
     await Deno.writeTextFile(config, c.config ? replaceOnce(CONFIG, ...c.config) : CONFIG);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "--quiet", main, "validate", "--models", models, "--config", config],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+    return await runCli("validate", "--models", models, "--config", config);
   }));
   CASES.forEach((c, i) => {
     const r = results[i]!;

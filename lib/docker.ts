@@ -53,14 +53,6 @@ export interface ContainerEngine {
   findByLabel(label: string, value: string): Promise<string[]>;
 }
 
-/** Parses a docker memory size ("16g", "512m", "1073741824") into bytes. */
-export function parseMemory(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)([bkmg]?)$/i.exec(text.trim());
-  if (!m) throw new RangeError(`"${text}" is not a memory size such as "16g"`);
-  const unit = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()]!;
-  return Math.round(Number(m[1]) * unit);
-}
-
 /** The real engine, over the Docker socket. */
 export class DockerEngine implements ContainerEngine {
   readonly docker: Docker;

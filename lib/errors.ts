@@ -17,8 +17,3 @@ export class ConfigError extends UsageError {
 export class RunError extends Error {
   override name = "RunError";
 }
-
-/** A command that a later issue implements: exits 2 and says so, never pretends to succeed. */
-export class NotImplementedError extends UsageError {
-  override name = "NotImplementedError";
-}

@@ -26,6 +26,11 @@ export const TOOL_IMAGES = ["convert"] as const;
 
 export const FRAMEWORK_IDS = FRAMEWORKS.map((f) => f.id) as [string, ...string[]];
 
+/** The image `embbench build` tags last for a framework (or tool image): what runs use by default. */
+export function latestImage(id: string): string {
+  return `embbench/${id}:latest`;
+}
+
 /** Looks a framework up by id; undefined when unknown. */
 export function findFramework(id: string): Framework | undefined {
   return FRAMEWORKS.find((f) => f.id === id);

@@ -5,6 +5,7 @@
  * checked with a schema, and lib/testdata/ holds recorded outputs the parser is tested on.
  */
 import { z } from "zod";
+import { parseCpuset } from "./cpuset.ts";
 import { RunError } from "./errors.ts";
 
 /** What oha is asked to do for one cell. */
@@ -165,6 +166,7 @@ export function ohaCommand(o: OhaOptions, outFile: string): { cmd: string; args:
   if ((o.requests === undefined) === (o.durationS === undefined)) {
     throw new RangeError("oha needs exactly one of requests and durationS");
   }
+  const workerThreads = o.workerThreads ?? (o.cpus ? parseCpuset(o.cpus).length : undefined);
   const args = [
     "--no-tui",
     "--output-format",
@@ -180,7 +182,7 @@ export function ohaCommand(o: OhaOptions, outFile: string): { cmd: string; args:
     ...(o.rateQps !== undefined ? ["-q", String(o.rateQps)] : []),
     ...(o.rateQps !== undefined && o.latencyCorrection ? ["--latency-correction"] : []),
     ...(o.timeoutS !== undefined ? ["-t", `${o.timeoutS}s`] : []),
-    ...(o.workerThreads !== undefined ? ["--worker-threads", String(o.workerThreads)] : []),
+    ...(workerThreads !== undefined ? ["--worker-threads", String(workerThreads)] : []),
     "-m",
     "POST",
     "-T",

@@ -8,6 +8,7 @@
 import { dirname, join } from "node:path";
 import type { BenchmarkConfig, ModelsFile } from "./config.ts";
 import type { Environment } from "./env.ts";
+import { exists } from "./fs.ts";
 import type { CellNoise, Repetition } from "./noise.ts";
 import type { OhaSummary } from "./oha.ts";
 import type { Cell } from "./plan.ts";
@@ -137,12 +138,7 @@ export async function latestRun(resultsDir: string): Promise<string | undefined>
   const runs: string[] = [];
   try {
     for await (const e of Deno.readDir(resultsDir)) {
-      if (e.isDirectory) {
-        try {
-          await Deno.stat(join(resultsDir, e.name, "run.json"));
-          runs.push(e.name);
-        } catch { /* not a run folder */ }
-      }
+      if (e.isDirectory && (await exists(join(resultsDir, e.name, "run.json")))) runs.push(e.name);
     }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;

@@ -5,10 +5,10 @@
  * and leaves no container behind.
  */
 import { join } from "node:path";
-import type { BenchmarkConfig, ModelsFile } from "./config.ts";
-import type { ContainerEngine } from "./docker.ts";
-import { parseMemory } from "./docker.ts";
+import { type BenchmarkConfig, type ModelsFile, parseMemory } from "./config.ts";
+import type { ContainerEngine, ContainerState } from "./docker.ts";
 import type { Environment } from "./env.ts";
+import { latestImage } from "./frameworks.ts";
 import { RunError } from "./errors.ts";
 import { log } from "./log.ts";
 import { cellNoise, combineOha, combineResources, type Repetition, splitRequests } from "./noise.ts";
@@ -17,12 +17,13 @@ import { type Cell, planCells } from "./plan.ts";
 import {
   type CellResult,
   readCells,
+  readRun,
   RESULTS_VERSION,
   type RunInfo,
   runPaths,
   writeJsonAtomic,
 } from "./results.ts";
-import { cpusetSize, RUN_LABEL, type RunningServer, startServer, timedEmbed, warmup } from "./server.ts";
+import { RUN_LABEL, type RunningServer, startServer, timedEmbed, warmup } from "./server.ts";
 import { sampleStats } from "./stats.ts";
 
 /** Everything a run needs; the engine is injectable so tests can pass a fake. */
@@ -70,7 +71,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
   const done = await readCells(o.runDir);
   let info: RunInfo;
   try {
-    info = JSON.parse(await Deno.readTextFile(paths.run)) as RunInfo;
+    info = await readRun(o.runDir);
     delete info.interrupted;
     delete info.endedAt;
   } catch {
@@ -107,7 +108,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
   for (const [key, group] of groups) {
     if (o.signal.aborted) break;
     const [model, framework] = key.split("\0") as [string, string];
-    const image = o.images[framework] ?? `embbench/${framework}:latest`;
+    const image = o.images[framework] ?? latestImage(framework);
     const record = async (cell: Cell, partial: Partial<CellResult>, started: Date) => {
       const { sweep: _, ...planned } = cell;
       const result: CellResult = {
@@ -207,6 +208,8 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
             warmed.add(bodyFile);
           }
           const repetitions: Repetition[] = [];
+          // The container's state after the latest repetition (there is at least one): a crash ends the cell early.
+          let state!: ContainerState;
           const counts = splitRequests(cell.numRequests, o.config.repetitions);
           for (const [r, requests] of counts.entries()) {
             const sampler = await sampleStats(o.engine, s.containerId);
@@ -220,7 +223,6 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
                   requests,
                   timeoutS: 120,
                   cpus: o.cpus.loadgen,
-                  workerThreads: cpusetSize(o.cpus.loadgen),
                 },
                 join(paths.logs, `oha-${cell.id}${counts.length > 1 ? `.r${r + 1}` : ""}.json`),
                 o.signal,
@@ -236,14 +238,14 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
               resources,
               textsPerSecond: oha.throughputRps * cell.batchSize,
             });
-            if (o.signal.aborted || !(await o.engine.state(s.containerId)).running) break;
+            state = await o.engine.state(s.containerId);
+            if (o.signal.aborted || !state.running) break;
           }
           const oha = combineOha(repetitions.map((r) => r.oha));
           const resources = combineResources(
             repetitions.map((r) => ({ resources: r.resources, durationS: r.oha.durationS })),
           );
           if (o.signal.aborted) break;
-          const state = await o.engine.state(s.containerId);
           let failure: string | undefined;
           if (!state.running) {
             failure = `container exited with code ${state.exitCode}${

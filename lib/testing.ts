@@ -22,5 +22,17 @@ export async function ensureTestImage(): Promise<void> {
   await buildImage("testserver", { baseImage: DEFAULT_BASE_IMAGE, logDir: await Deno.makeTempDir() });
 }
 
+/** Runs `embbench <args>` (main.ts under the current Deno) and returns its exit code and output. */
+export async function runCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--quiet", main, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
 /** In CI a missing Docker engine is a failure, not a reason to skip. */
 export const REQUIRE_DOCKER = Deno.env.get("CI") === "true";

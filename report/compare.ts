@@ -5,9 +5,9 @@
  */
 import { distinct } from "../lib/noise.ts";
 import type { CellResult, RunInfo } from "../lib/results.ts";
-import type { Block, Cell, ReportDocument } from "./document.ts";
+import { type Block, type Cell, finite, fmt, type ReportDocument } from "./document.ts";
 import { CELL_COLUMNS, cellIdentity, sortCells } from "./report.ts";
-import { finite, fmt, frameworkStyle, type Metric, METRICS } from "./summary.ts";
+import { frameworkStyle, type Metric, METRICS } from "./summary.ts";
 
 export interface Change {
   metric: Metric;

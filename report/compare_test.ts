@@ -2,6 +2,7 @@ import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spread } from "../lib/noise.ts";
+import { runCli } from "../lib/testing.ts";
 import type { CellResult } from "../lib/results.ts";
 import { loadRun } from "../tasks/report.ts";
 import { checkPage, skipBrowserTests } from "./browser.ts";
@@ -72,18 +73,11 @@ Deno.test("buildComparison() pairs cells by id and lists status changes and cell
 });
 
 Deno.test("embbench compare writes compare.html and compare.md, and refuses a folder that is not a run", async () => {
-  const main = fileURLToPath(new URL("../main.ts", import.meta.url));
   const out = await Deno.makeTempDir({ prefix: "embbench-compare-" });
-  const cli = (...args: string[]) =>
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "--quiet", main, ...args],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
   try {
-    const r = await cli("compare", FIXTURE, FIXTURE, "--out", out);
-    equal(r.code, 0, new TextDecoder().decode(r.stderr));
-    equal(new TextDecoder().decode(r.stdout).trim(), join(out, "compare.html"));
+    const r = await runCli("compare", FIXTURE, FIXTURE, "--out", out);
+    equal(r.code, 0, r.stderr);
+    equal(r.stdout.trim(), join(out, "compare.html"));
     const md = await Deno.readTextFile(join(out, "compare.md"));
     ok(md.includes("0 changes beyond the noise: 0 better, 0 worse"));
     if (!(await skipBrowserTests())) {
@@ -92,14 +86,14 @@ Deno.test("embbench compare writes compare.html and compare.md, and refuses a fo
       deepStrictEqual(page.canvases.map((c) => [c.id, c.drawn]), [["tput-change", true]]);
     }
 
-    const bad = await cli("compare", FIXTURE, out);
+    const bad = await runCli("compare", FIXTURE, out);
     equal(bad.code, 2);
     ok(
-      new TextDecoder().decode(bad.stderr).includes(
+      bad.stderr.includes(
         `${out} is not a run: expected a folder holding run.json`,
       ),
     );
-    const one = await cli("compare", FIXTURE);
+    const one = await runCli("compare", FIXTURE);
     equal(one.code, 2);
   } finally {
     await Deno.remove(out, { recursive: true });

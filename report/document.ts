@@ -173,12 +173,18 @@ export function blocksToMarkdown(doc: ReportDocument): string {
   return out.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd() + "\n";
 }
 
-/** A number with as many decimals as its size needs: 0.123, 12.3, 1,234. */
-function chartNumber(v: unknown): string {
-  if (typeof v !== "number" || !Number.isFinite(v)) return "–";
-  const digits = Math.abs(v) < 10 ? 2 : Math.abs(v) < 1000 ? 1 : 0;
-  return v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+export const finite = (v: number | undefined): v is number => v !== undefined && Number.isFinite(v);
+
+/** A number with fixed decimals and thousands separators; "–" for missing values. */
+export function fmt(v: number | undefined, digits = 1): string {
+  return finite(v)
+    ? v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : "–";
 }
+
+/** A chart value with as many decimals as its size needs: 0.12, 12.3, 1,234. */
+const chartNumber = (v: unknown) =>
+  typeof v === "number" ? fmt(v, Math.abs(v) < 10 ? 2 : Math.abs(v) < 1000 ? 1 : 0) : "–";
 
 /** A chart's data as a table: a row per dataset, a column per label (bar) or x value (line). */
 export function chartTable(chart: ChartSpec): { columns: string[]; rows: string[][] } {

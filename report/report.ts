@@ -4,10 +4,9 @@
  */
 import type { CellResult, RunInfo } from "../lib/results.ts";
 import { cpusetSize } from "../lib/server.ts";
-import type { Block, Cell, ChartSpec, ReportDocument } from "./document.ts";
+import { median, spread } from "../lib/noise.ts";
+import { type Block, type Cell, type ChartSpec, finite, fmt, type ReportDocument } from "./document.ts";
 import {
-  finite,
-  fmt,
   frameworkOrder,
   frameworkStyle,
   METRICS,
@@ -24,13 +23,6 @@ const PERCENTILES = [
   { key: "p95", label: "p95", dash: [6, 3], point: "triangle" },
   { key: "p99", label: "p99", dash: [2, 2], point: "rect" },
 ] as const;
-
-const median = (v: number[]) => {
-  const s = v.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!s.length) return undefined;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** Cells ordered for tables: model, sequence length, scenario (config order, sweep last), concurrency, framework. */
 export function sortCells(cells: CellResult[], scenarioOrder: string[]): CellResult[] {
@@ -161,8 +153,8 @@ function modelSection(model: string, ok: CellResult[], all: CellResult[], server
     const mine = all.filter((c) => c.framework === f);
     return {
       f,
-      load: median(mine.map((c) => c.loadTimeMs).filter(finite)),
-      cold: median(mine.map((c) => c.firstRequestMs).filter(finite)),
+      load: spread(mine.map((c) => c.loadTimeMs))?.median,
+      cold: spread(mine.map((c) => c.firstRequestMs))?.median,
     };
   });
   for (

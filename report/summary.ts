@@ -7,6 +7,7 @@ import type { CellNoise, Spread } from "../lib/noise.ts";
 import { distinct } from "../lib/noise.ts";
 import { findFramework, FRAMEWORKS } from "../lib/frameworks.ts";
 import type { CellResult } from "../lib/results.ts";
+import { finite, fmt } from "./document.ts";
 
 /** A figure the report ranks by. */
 export interface Metric {
@@ -81,8 +82,6 @@ export function frameworkOrder(ids: Iterable<string>): string[] {
   };
   return [...new Set(ids)].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
-
-export const finite = (v: number | undefined): v is number => v !== undefined && Number.isFinite(v);
 
 /** One framework's figure in a ranking, from one cell. */
 export interface Entry {
@@ -190,13 +189,6 @@ export function summarize(cells: CellResult[], scenarioOrder: string[]): Summary
     }
   }
   return rows;
-}
-
-/** A number with fixed decimals and thousands separators; "–" for missing values. */
-export function fmt(v: number | undefined, digits = 1): string {
-  return finite(v)
-    ? v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
-    : "–";
 }
 
 /** "12.3 (11.9–12.8)": the value and its repetition range, when noise was measured. */

@@ -8,6 +8,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import { REPO_ROOT } from "../lib/context.ts";
+import { exists } from "../lib/fs.ts";
 import { readCells } from "../lib/results.ts";
 import { checkPage } from "../report/browser.ts";
 
@@ -24,11 +25,7 @@ const expectedCanvases = [...html.matchAll(/<canvas id="([^"]+)"/g)].map((m) => 
 if (!html.includes(`<p>${cells.size} cells:`)) {
   problems.push(`the report does not cover the run's ${cells.size} cells`);
 }
-try {
-  await Deno.stat(join(runDir, "report.md"));
-} catch {
-  problems.push("report.md is missing beside report.html");
-}
+if (!(await exists(join(runDir, "report.md")))) problems.push("report.md is missing beside report.html");
 const artifacts = join(REPO_ROOT, "results", "test-artifacts");
 await Deno.mkdir(artifacts, { recursive: true });
 const screenshot = join(artifacts, `${basename(runDir)}.png`);

@@ -10,10 +10,9 @@ import { readTopology } from "../lib/cpuset.ts";
 import { RunError } from "../lib/errors.ts";
 import { exists } from "../lib/fs.ts";
 import { log, output } from "../lib/log.ts";
-import { readCells } from "../lib/results.ts";
 import { buildAll } from "./build.ts";
 import { convertModels } from "./convert.ts";
-import { writeReport } from "./report.ts";
+import { loadRun, writeReport } from "./report.ts";
 import { type RunFlags, runWith } from "./run.ts";
 
 /** The harness's stages, in order; each says what it did. */
@@ -98,9 +97,9 @@ export async function run(opts: GlobalOptions, _args: string[], flags: RunFlags)
     {
       name: "report",
       async run() {
-        const cells = [...(await readCells(runDir)).values()].sort((a, b) => a.id.localeCompare(b.id));
-        log.plain(cellTable(cells));
-        return await writeReport(runDir);
+        const loaded = await loadRun(runDir);
+        log.plain(cellTable([...loaded.cells.values()].sort((a, b) => a.id.localeCompare(b.id))));
+        return await writeReport(runDir, loaded);
       },
     },
   ];

@@ -28,8 +28,11 @@ export async function loadRun(
 }
 
 /** Renders a run folder's report (report.html and report.md) and returns the HTML's path. */
-export async function writeReport(runDir: string): Promise<string> {
-  const { run, cells } = await loadRun(runDir);
+export async function writeReport(
+  runDir: string,
+  loaded?: Awaited<ReturnType<typeof loadRun>>,
+): Promise<string> {
+  const { run, cells } = loaded ?? await loadRun(runDir);
   const { html, markdown } = await renderReport(run, [...cells.values()]);
   const path = join(runDir, "report.html");
   await Deno.writeTextFile(path, html);

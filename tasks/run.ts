@@ -1,11 +1,12 @@
 /** `embbench run`: benchmarks every active model × framework × scenario × sequence length with oha. */
 import { basename, join, resolve } from "node:path";
-import { applyQuick, closest, loadConfig, type LoadedConfig, topologyWarnings } from "../lib/config.ts";
+import { applyQuick, closest, loadConfig, type LoadedConfig } from "../lib/config.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
 import { readTopology, resolveCpus } from "../lib/cpuset.ts";
 import { type ContainerEngine, DockerEngine } from "../lib/docker.ts";
 import { captureEnvironment } from "../lib/env.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
+import { latestImage } from "../lib/frameworks.ts";
 import { log } from "../lib/log.ts";
 import { runBenchmark, type RunSummary } from "../lib/runner.ts";
 import { newRunId, readRun } from "../lib/results.ts";
@@ -65,7 +66,6 @@ export async function runWith(
     runId = newRunId(new Date(), opts.quick);
     runDir = join(opts.results, runId);
   }
-  for (const w of topologyWarnings(config, topology)) log.warn(w);
   const frameworks = flags.framework ?? config.frameworks;
   for (const f of frameworks) {
     if (!config.frameworks.includes(f)) {
@@ -75,7 +75,7 @@ export async function runWith(
   }
   const images = parseImages(flags.image, config.frameworks);
   for (const f of frameworks) {
-    const image = images[f] ?? `embbench/${f}:latest`;
+    const image = images[f] ?? latestImage(f);
     if (!(await engine.imageId(image))) {
       throw new UsageError(`Image ${image} for ${f} does not exist: run 'embbench build ${f}'`);
     }
@@ -112,6 +112,7 @@ export async function runWith(
           modelsDir,
           results: opts.results,
           config,
+          serverCpus: cpus.server,
         }),
     });
   } finally {

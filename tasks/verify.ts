@@ -3,12 +3,14 @@
  * the embeddings against the PyTorch reference. `run` refuses frameworks that fail it.
  */
 import { join } from "node:path";
-import { applyQuick, type BenchmarkConfig, loadConfig } from "../lib/config.ts";
+import { applyQuick, type BenchmarkConfig, loadConfig, parseMemory } from "../lib/config.ts";
 import { type ConformanceCheck, runConformance } from "../lib/conformance.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
 import { readTopology, resolveCpus } from "../lib/cpuset.ts";
-import { type ContainerEngine, DockerEngine, parseMemory } from "../lib/docker.ts";
+import { type ContainerEngine, DockerEngine } from "../lib/docker.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
+import { latestImage } from "../lib/frameworks.ts";
+import { sha256Hex } from "../lib/fs.ts";
 import { log, output } from "../lib/log.ts";
 import { writeJsonAtomic } from "../lib/results.ts";
 import { cpusetSize, startServer } from "../lib/server.ts";
@@ -27,8 +29,7 @@ export interface VerifyRecord {
 }
 
 async function sha256File(path: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
-  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return await sha256Hex(await Deno.readFile(path));
 }
 
 function recordPath(results: string, framework: string, model: string): string {
@@ -44,8 +45,10 @@ export async function verifyOne(o: {
   modelsDir: string;
   results: string;
   config: BenchmarkConfig;
+  /** The server cpuset, resolved once by the caller: the same one `run` uses. */
+  serverCpus: string;
 }): Promise<VerifyRecord> {
-  const image = o.image ?? `embbench/${o.framework}:latest`;
+  const image = o.image ?? latestImage(o.framework);
   const imageId = await o.engine.imageId(image);
   if (!imageId) throw new UsageError(`Image ${image} does not exist: run 'embbench build ${o.framework}'`);
   const modelDir = join(o.modelsDir, o.model);
@@ -57,15 +60,13 @@ export async function verifyOne(o: {
       `Model ${o.model} is not converted (${modelDir}/manifest.json): run 'embbench convert ${o.model}'`,
     );
   }
-  // The same server cpuset `run` uses, so the figures verify records match the benchmark's setting.
-  const { server } = resolveCpus(o.config.cpus, readTopology(), false);
   const checks: ConformanceCheck[] = [];
   log.info(`verify ${o.framework} with ${o.model}: starting ${image}`);
   const s = await startServer(o.engine, {
     framework: o.framework,
     image,
     modelDir,
-    cpuset: server,
+    cpuset: o.serverCpus,
     memoryBytes: parseMemory(o.config.container.memory_limit),
     maxBatch: o.config.container.max_batch,
     maxInflight: o.config.container.max_inflight,
@@ -87,7 +88,7 @@ export async function verifyOne(o: {
         modelDir,
         maxBatch: o.config.container.max_batch,
         maxBodyBytes: 2 * 1024 * 1024,
-        threads: cpusetSize(server),
+        threads: cpusetSize(o.serverCpus),
         maxInflight: o.config.container.max_inflight,
       }),
     );
@@ -121,7 +122,7 @@ export async function verifyOne(o: {
  * verify runs now when there is no record for them.
  */
 export async function verifyGate(o: Parameters<typeof verifyOne>[0]): Promise<void> {
-  const image = o.image ?? `embbench/${o.framework}:latest`;
+  const image = o.image ?? latestImage(o.framework);
   let record: VerifyRecord | undefined;
   try {
     const saved = JSON.parse(
@@ -151,6 +152,8 @@ export async function run(
   const models = flags.model ?? config.active_models;
   const engine = new DockerEngine();
   await engine.serverVersion();
+  // The same server cpuset `run` uses, so the figures verify records match the benchmark's setting.
+  const { server: serverCpus } = resolveCpus(config.cpus, readTopology(), false);
   const records: VerifyRecord[] = [];
   for (const model of models) {
     if (!loaded.models.models[model]) {
@@ -166,6 +169,7 @@ export async function run(
             modelsDir: join(REPO_ROOT, "models"),
             results: opts.results,
             config,
+            serverCpus,
           }),
         );
       } catch (e) {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -48,7 +47,7 @@ def _convert(args) -> dict:
 
 def _payloads(args) -> dict:
     from .convert import record_payload_hashes
-    from .manifest import MODEL_JSON, replace_dir, staging_dir
+    from .manifest import MODEL_JSON, staged
     from .payloads import parse_int_list, write_payloads
 
     seq_lens = parse_int_list(args.seq_lens, "--seq-lens")
@@ -59,15 +58,10 @@ def _payloads(args) -> dict:
     except (FileNotFoundError, json.JSONDecodeError) as e:
         raise ConfigError(f"'{model_dir / MODEL_JSON}' is missing or unreadable ({e}): run convert first") from None
     target = model_dir / "payloads"
-    staged = staging_dir(target)
-    try:
+    with staged(target) as tmp:
         index = write_payloads(
-            facts["name"], model_dir, staged, args.corpus_dir or _default_corpus(), seq_lens, batch_sizes, facts["max_seq_length"]
+            facts["name"], model_dir, tmp, args.corpus_dir or _default_corpus(), seq_lens, batch_sizes, facts["max_seq_length"]
         )
-        replace_dir(staged, target)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     record_payload_hashes(model_dir)
     log("payloads", f"wrote {len(index['payloads'])} bodies into '{target}'")
     return {"status": "ok", "model_dir": str(model_dir), "payloads": [e["file"] for e in index["payloads"]],

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 from .config import ModelEntry
-from .corpus import corpus_sha256
+from .corpus import corpus_sha256, count_tokens
 from .errors import ConfigError, ParityError
+from .export import OPSET  # export.py imports torch only inside its functions
 from .manifest import (
     MANIFEST,
     MODEL_JSON,
     SCHEMA,
     converter_sha256,
     hash_tree,
-    replace_dir,
-    staging_dir,
+    read_manifest,
+    staged,
     tool_versions,
     up_to_date_reason,
     write_json,
 )
 from .progress import elapsed, log
 
-OPSET = 17  # kept equal to export.OPSET (export imports torch lazily; this module must not)
 REQUIRED_FILES = [
     MODEL_JSON,
     "pytorch/config.json",
@@ -103,13 +102,8 @@ def convert(entry: ModelEntry, out: Path, corpus_dir: Path, fp16: bool = False, 
         if (out / MANIFEST).exists():
             log("rebuild", reason)
 
-    staged = staging_dir(out)
-    try:
-        summary = _build(entry, staged, corpus_dir, fp16, inputs)
-        replace_dir(staged, out)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+    with staged(out) as tmp:
+        summary = _build(entry, tmp, corpus_dir, fp16, inputs)
     log("done", f"wrote '{out}'")
     summary.update({"status": "converted", "out": str(out), "seconds": round(elapsed(), 2)})
     return summary
@@ -148,11 +142,12 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
     transformers.logging.set_verbosity_error()  # e.g. "pooler weights newly initialized": unused here
     torch.set_num_threads(parity.num_threads())
     sentences = load_sentences(corpus_dir)
-    texts = parity_texts(load_plain_tokenizer(pytorch_dir / "tokenizer.json"), sentences, entry.max_seq_length)
+    plain = load_plain_tokenizer(pytorch_dir / "tokenizer.json")
+    texts = parity_texts(plain, sentences, entry.max_seq_length)
     tok = parity.load_tokenizer(pytorch_dir / "tokenizer.json", entry.max_seq_length, pad_token(pytorch_dir))
     ids, mask = parity.encode_batch(tok, texts)
     counts = [int(c) for c in mask.sum(axis=1)]
-    full_counts = [len(load_plain_tokenizer(pytorch_dir / "tokenizer.json").encode(t).ids) for t in texts]
+    full_counts = [count_tokens(plain, t) for t in texts]
     log("reference", f"PyTorch on {len(texts)} texts of {min(counts)}..{max(counts)} tokens, padded to {ids.shape[1]}")
     reference = parity.torch_reference(export.load_hf_model(pytorch_dir, "sdpa"), entry.pooling, ids, mask)
     (root / "reference").mkdir()
@@ -169,7 +164,7 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
     )
     lap("reference")
 
-    log("onnx", f"exporting with torch.onnx (TorchScript exporter, opset {export.OPSET}) through the padded-batch wrapper")
+    log("onnx", f"exporting with torch.onnx (TorchScript exporter, opset {OPSET}) through the padded-batch wrapper")
     wrapper = export.make_wrapper(export.load_hf_model(pytorch_dir, "eager"), entry.architecture, entry.pooling)
     example = [1, 7] if len(texts) > 7 else [0, len(texts) - 1]
     ex_len = int(mask[example].sum(axis=1).max())
@@ -214,7 +209,7 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
         "schema": SCHEMA,
         "model": entry.id,
         "source": source,
-        "opset": export.OPSET,
+        "opset": OPSET,
         "precisions": precisions,
         "tool_versions": inputs["tools"],
         "export": "torch.onnx.export(dynamo=False) of a wrapper with an explicit additive attention mask, eager attention, traced on a padded batch",
@@ -229,14 +224,10 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
 
 def record_payload_hashes(model_dir: Path) -> None:
     """Re-records the payloads/ hashes after `payloads` rewrote that folder; other entries stay as they were."""
-    from .manifest import read_manifest, sha256_file
-
     manifest = read_manifest(model_dir)
     if manifest is None:
         return
     files = {k: v for k, v in manifest.get("files", {}).items() if not k.startswith("payloads/")}
-    for p in sorted((model_dir / "payloads").glob("*")):
-        if p.is_file():
-            files[f"payloads/{p.name}"] = sha256_file(p)
+    files.update({f"payloads/{k}": v for k, v in hash_tree(model_dir / "payloads").items()})
     manifest["files"] = dict(sorted(files.items()))
     write_json(model_dir / MANIFEST, manifest)

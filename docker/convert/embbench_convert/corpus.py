@@ -8,8 +8,8 @@ from typing import Protocol
 
 from .errors import ConfigError
 
-# The repository root as seen from docker/convert/embbench_convert/corpus.py; the image copies
-# the corpus to /opt/embbench/data/corpus and sets EMBBENCH_CORPUS_DIR instead.
+# The repository root as seen from docker/convert/embbench_convert/corpus.py; the image mounts the
+# repository at /work and sets EMBBENCH_CORPUS_DIR=/work/data/corpus instead.
 DEFAULT_CORPUS_DIR = Path(__file__).resolve().parents[3] / "data" / "corpus"
 
 # Parity batches of models with a longer context stop here: eager attention over 8192 tokens

@@ -11,6 +11,8 @@ import json
 import os
 import platform
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 MANIFEST = "manifest.json"
@@ -128,3 +130,16 @@ def replace_dir(staged: Path, target: Path) -> None:
     os.rename(staged, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A fresh folder to write `target` into: it replaces `target` when the block ends, and is
+    removed if the block fails, so `target` is always either the old or the complete new folder."""
+    tmp = staging_dir(target)
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -31,7 +31,7 @@ std::variant<EmbedRequest, ApiError> parse_embed_request(std::string_view body, 
   const auto in = j.find("inputs");
   if (in == j.end()) return validation("field \"inputs\" is missing");
   if (in->is_string()) {
-    req.inputs.push_back(in->get<std::string>());
+    req.inputs.push_back(std::move(in->get_ref<std::string&>()));  // moved out of the parsed JSON, not copied
   } else if (in->is_array()) {
     if (in->empty()) return validation("field \"inputs\" is an empty list: expected 1 to " + std::to_string(max_batch) + " strings");
     if (in->size() > max_batch) {
@@ -40,11 +40,11 @@ std::variant<EmbedRequest, ApiError> parse_embed_request(std::string_view body, 
     }
     req.inputs.reserve(in->size());
     for (std::size_t i = 0; i < in->size(); ++i) {
-      const json& item = (*in)[i];
+      json& item = (*in)[i];
       if (!item.is_string()) {
         return validation("inputs[" + std::to_string(i) + "] must be a string, found " + type_name(item));
       }
-      req.inputs.push_back(item.get<std::string>());
+      req.inputs.push_back(std::move(item.get_ref<std::string&>()));
     }
   } else {
     return validation(std::string("field \"inputs\" must be a string or a list of strings, found ") + type_name(*in));
@@ -88,11 +88,7 @@ std::string embeddings_json(const float* data, std::size_t rows, std::size_t dim
     out.push_back('[');
     for (std::size_t d = 0; d < dim; ++d) {
       if (d) out.push_back(',');
-      const float v = data[r * dim + d];
-      if (!std::isfinite(v)) {
-        out.append("null");  // JSON has no NaN; never expected from an L2-normalised graph
-        continue;
-      }
+      const float v = data[r * dim + d];  // finite: the handler refuses non-finite outputs before this
       const auto res = std::to_chars(buf, buf + sizeof(buf), v);
       out.append(buf, res.ptr);
     }

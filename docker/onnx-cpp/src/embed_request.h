@@ -30,7 +30,7 @@ bool is_json_content_type(std::string_view content_type);
 /// {"error": ..., "error_type": ...}
 std::string error_json(const ApiError& e);
 
-/// [[f, ...], ...] for `rows` rows of `dim` floats, shortest round-trip decimal form.
+/// [[f, ...], ...] for `rows` rows of `dim` finite floats, shortest round-trip decimal form.
 std::string embeddings_json(const float* data, std::size_t rows, std::size_t dim);
 
 }  // namespace embbench

@@ -595,8 +595,8 @@ struct WordPieceModel : Model {
   }
 };
 
-std::unique_ptr<Model> make_model(const json& j, const std::string& origin, std::string& type) {
-  type = require(j, "type", origin, "model").get<std::string>();
+std::unique_ptr<Model> make_model(const json& j, const std::string& origin) {
+  const std::string type = require(j, "type", origin, "model").get<std::string>();
   if (type == "Unigram") {
     auto m = std::make_unique<UnigramModel>();
     if (j.value("byte_fallback", false)) fail(origin, "Unigram byte_fallback is not supported");
@@ -733,7 +733,7 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin)
   try {
     t.normalizer_ = make_normalizer(j.value("normalizer", json()), origin);
     t.pre_tokenizer_ = make_pre_tokenizer(j.value("pre_tokenizer", json()), origin);
-    t.model_ = make_model(require(j, "model", origin, "tokenizer"), origin, t.model_type_);
+    t.model_ = make_model(require(j, "model", origin, "tokenizer"), origin);
 
     // Added tokens and the ids special-token names resolve to.
     IdMap added_ids;

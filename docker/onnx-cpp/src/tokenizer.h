@@ -51,7 +51,6 @@ class Tokenizer {
   /// Special tokens the post-processor adds to one sequence.
   std::size_t num_special_tokens() const { return prefix_.size() + suffix_.size(); }
   /// The model type ("Unigram", "WordPiece"), for /info.
-  const std::string& model_type() const { return model_type_; }
 
  private:
   Tokenizer();
@@ -63,7 +62,6 @@ class Tokenizer {
   std::unique_ptr<Model> model_;
   std::vector<int64_t> prefix_, suffix_;
   int64_t pad_id_ = 0;
-  std::string model_type_;
 };
 
 }  // namespace embbench

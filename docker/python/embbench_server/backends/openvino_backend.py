@@ -71,9 +71,9 @@ class OpenVinoBackend(Backend):
             feeds["token_type_ids"] = np.zeros_like(batch.input_ids)
         request = self.requests.get()
         try:
-            request.infer(feeds, share_inputs=True)
-            # The request reuses its output buffer on the next call: copy the rows out first.
-            return np.array(request.get_tensor(self.output).data, dtype=np.float32, copy=True)
+            # infer() returns copies of the outputs (share_outputs defaults to False), so the rows stay
+            # valid after the request goes back to the pool and is reused.
+            return np.asarray(request.infer(feeds, share_inputs=True)[self.output], dtype=np.float32)
         finally:
             self.requests.put(request)
 

@@ -33,16 +33,17 @@ pub fn parse_embed_request(body: &[u8], max_batch: usize) -> Result<EmbedRequest
     })?;
     let value: Value =
         serde_json::from_str(text).map_err(|e| ApiError::validation(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(fields) = value else {
+    let Value::Object(mut fields) = value else {
         return Err(ApiError::validation(format!(
             "request body must be a JSON object with \"inputs\", got {}",
             type_name(&value)
         )));
     };
 
-    let inputs = match fields.get("inputs") {
+    // The texts are moved out of the parsed JSON, not copied.
+    let inputs = match fields.remove("inputs") {
         None => return Err(ApiError::validation("\"inputs\" is missing: expected a string or a list of strings")),
-        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::String(s)) => vec![s],
         Some(Value::Array(items)) => {
             if items.is_empty() {
                 return Err(ApiError::validation("\"inputs\" is an empty list: expected 1 to MAX_BATCH strings"));
@@ -54,20 +55,21 @@ pub fn parse_embed_request(body: &[u8], max_batch: usize) -> Result<EmbedRequest
                 ));
             }
             items
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, item)| match item {
-                    Value::String(s) => Ok(s.clone()),
-                    other => {
-                        Err(ApiError::validation(format!("\"inputs\"[{i}] is {}: expected a string", type_name(other))))
-                    }
+                    Value::String(s) => Ok(s),
+                    other => Err(ApiError::validation(format!(
+                        "\"inputs\"[{i}] is {}: expected a string",
+                        type_name(&other)
+                    ))),
                 })
                 .collect::<Result<Vec<_>, _>>()?
         }
         Some(other) => {
             return Err(ApiError::validation(format!(
                 "\"inputs\" is {}: expected a string or a list of strings",
-                type_name(other)
+                type_name(&other)
             )))
         }
     };

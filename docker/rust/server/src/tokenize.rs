@@ -54,15 +54,11 @@ impl TextTokenizer {
         Ok(Self { tokenizer, max_seq_length, pad_id })
     }
 
-    pub fn pad_id(&self) -> u32 {
-        self.pad_id
-    }
-
     /// Tokenizes one request's texts. With `truncate` false a text over `max_seq_length` tokens is a
     /// validation error naming it.
     pub fn encode(&self, texts: &[String], truncate: bool) -> Result<TokenBatch, ApiError> {
         // One text at a time: the batch call would fan out on rayon's pool, competing with inference.
-        let mut rows = Vec::with_capacity(texts.len());
+        let mut encodings = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
             let encoding = self
                 .tokenizer
@@ -76,18 +72,19 @@ impl TextTokenizer {
                     self.max_seq_length
                 )));
             }
-            rows.push(encoding.get_ids().to_vec());
+            encodings.push(encoding);
         }
+        let rows: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
         Ok(pad_right(&rows, self.pad_id))
     }
 }
 
 /// Pads rows on the right to the longest with `pad_id`.
-pub fn pad_right(rows: &[Vec<u32>], pad_id: u32) -> TokenBatch {
-    let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
+pub fn pad_right(rows: &[&[u32]], pad_id: u32) -> TokenBatch {
+    let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
     let mut input_ids = Vec::with_capacity(rows.len() * seq);
     let mut attention_mask = Vec::with_capacity(rows.len() * seq);
-    for row in rows {
+    for &row in rows {
         input_ids.extend_from_slice(row);
         input_ids.extend(std::iter::repeat_n(pad_id, seq - row.len()));
         attention_mask.extend(std::iter::repeat_n(1, row.len()));
