@@ -1,5 +1,5 @@
 /** Captures the environment a run happened in: CPU, topology, memory, kernel, tool versions, git commit. */
-import { readTopology } from "./cpuset.ts";
+import { readTopology } from "./config/cpuset.ts";
 import { REPO_ROOT } from "./context.ts";
 
 /** The machine and tools behind a run; stored in run.json. */

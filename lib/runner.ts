@@ -5,15 +5,15 @@
  * and leaves no container behind.
  */
 import { join } from "node:path";
-import { type BenchmarkConfig, type ModelsFile, parseMemory } from "./config.ts";
-import type { ContainerEngine, ContainerState } from "./docker.ts";
+import { type BenchmarkConfig, type ModelsFile, parseMemory } from "./config/config.ts";
+import type { ContainerEngine, ContainerState } from "./engine/docker.ts";
 import type { Environment } from "./env.ts";
 import { latestImage } from "./frameworks.ts";
 import { RunError } from "./errors.ts";
 import { log } from "./log.ts";
-import { cellNoise, combineOha, combineResources, type Repetition, splitRequests } from "./noise.ts";
-import { type OhaSummary, runOha } from "./oha.ts";
-import { type Cell, planCells } from "./plan.ts";
+import { cellNoise, combineOha, combineResources, type Repetition, splitRequests } from "./stats/noise.ts";
+import { type OhaSummary, runOha } from "./load/oha.ts";
+import { type Cell, planCells } from "./config/plan.ts";
 import {
   type CellResult,
   readCells,
@@ -22,9 +22,9 @@ import {
   type RunInfo,
   runPaths,
   writeJsonAtomic,
-} from "./results.ts";
-import { RUN_LABEL, type RunningServer, startServer, timedEmbed, warmup } from "./server.ts";
-import { sampleStats } from "./stats.ts";
+} from "./results/results.ts";
+import { RUN_LABEL, type RunningServer, startServer, timedEmbed, warmup } from "./server/server.ts";
+import { sampleStats } from "./engine/sampler.ts";
 
 /** Everything a run needs; the engine is injectable so tests can pass a fake. */
 export interface RunOptions {

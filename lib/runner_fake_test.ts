@@ -1,10 +1,10 @@
 /** Runner behaviour that needs no Docker: a fake engine whose containers never become healthy. */
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { parseYaml, validateSources } from "./config.ts";
-import type { ContainerEngine, ContainerSpec, ContainerState, RawStats } from "./docker.ts";
+import { parseYaml, validateSources } from "./config/config.ts";
+import type { ContainerEngine, ContainerSpec, ContainerState, RawStats } from "./engine/docker.ts";
 import type { Environment } from "./env.ts";
-import { readCells, readRun } from "./results.ts";
+import { readCells, readRun } from "./results/results.ts";
 import { runBenchmark } from "./runner.ts";
 
 /** Records calls; every container it starts has already exited with code 139. */

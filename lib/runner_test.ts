@@ -5,12 +5,12 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseYaml, validateSources } from "./config.ts";
-import { DockerEngine } from "./docker.ts";
+import { parseYaml, validateSources } from "./config/config.ts";
+import { DockerEngine } from "./engine/docker.ts";
 import { captureEnvironment } from "./env.ts";
-import { readCells, readRun } from "./results.ts";
+import { readCells, readRun } from "./results/results.ts";
 import { runBenchmark } from "./runner.ts";
-import { RUN_LABEL } from "./server.ts";
+import { RUN_LABEL } from "./server/server.ts";
 import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "./testing.ts";
 
 const MODELS = `models:

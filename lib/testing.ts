@@ -1,6 +1,6 @@
 /** Helpers for tests that need the real Docker engine and the contract-shaped test server image. */
-import { buildImage, DEFAULT_BASE_IMAGE, ensureBaseImage } from "./build.ts";
-import { DockerEngine } from "./docker.ts";
+import { buildImage, DEFAULT_BASE_IMAGE, ensureBaseImage } from "./engine/build.ts";
+import { DockerEngine } from "./engine/docker.ts";
 
 /** The test server image (docker/testserver): a fixture, not a framework. */
 export const TEST_IMAGE = "embbench/testserver:latest";

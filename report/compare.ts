@@ -3,8 +3,8 @@
  * and whether the change is beyond the noise the runs measured (their repetition ranges do not
  * overlap). Cells only one run holds, and cells whose status changed, are listed apart.
  */
-import { distinct } from "../lib/noise.ts";
-import type { CellResult, RunInfo } from "../lib/results.ts";
+import { distinct } from "../lib/stats/noise.ts";
+import type { CellResult, RunInfo } from "../lib/results/results.ts";
 import { type Block, type Cell, finite, fmt, type ReportDocument } from "./document.ts";
 import { CELL_COLUMNS, cellIdentity, sortCells } from "./report.ts";
 import { frameworkStyle, type Metric, METRICS } from "./summary.ts";

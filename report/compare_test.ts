@@ -1,9 +1,9 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { spread } from "../lib/noise.ts";
+import { spread } from "../lib/stats/noise.ts";
 import { runCli } from "../lib/testing.ts";
-import type { CellResult } from "../lib/results.ts";
+import type { CellResult } from "../lib/results/results.ts";
 import { loadRun } from "../tasks/report.ts";
 import { checkPage, skipBrowserTests } from "./browser.ts";
 import { buildComparison, changeText, compareCell } from "./compare.ts";

@@ -3,7 +3,7 @@
  * it) and report.md (its markdown twin). It only presents what the collectors recorded, with
  * summaries of it (report/summary.ts); it measures nothing.
  */
-import type { CellResult, RunInfo } from "../lib/results.ts";
+import type { CellResult, RunInfo } from "../lib/results/results.ts";
 import { blocksToMarkdown, documentToHtml, type ReportDocument } from "./document.ts";
 import { buildReport } from "./report.ts";
 

@@ -2,9 +2,9 @@
  * The run report as a document: summary, charts, every cell, failures, environment and the
  * methodology, all from run.json and the cell files. render.ts turns it into HTML and markdown.
  */
-import type { CellResult, RunInfo } from "../lib/results.ts";
-import { cpusetSize } from "../lib/server.ts";
-import { median, spread } from "../lib/noise.ts";
+import type { CellResult, RunInfo } from "../lib/results/results.ts";
+import { cpusetSize } from "../lib/server/server.ts";
+import { median, spread } from "../lib/stats/noise.ts";
 import { type Block, type Cell, type ChartSpec, finite, fmt, type ReportDocument } from "./document.ts";
 import {
   frameworkOrder,

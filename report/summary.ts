@@ -3,10 +3,10 @@
  * each scenario, by how much, and whether that lead is larger than the measured noise. Nothing is
  * measured here; every value comes from the cell files.
  */
-import type { CellNoise, Spread } from "../lib/noise.ts";
-import { distinct } from "../lib/noise.ts";
+import type { CellNoise, Spread } from "../lib/stats/noise.ts";
+import { distinct } from "../lib/stats/noise.ts";
 import { findFramework, FRAMEWORKS } from "../lib/frameworks.ts";
-import type { CellResult } from "../lib/results.ts";
+import type { CellResult } from "../lib/results/results.ts";
 import { finite, fmt } from "./document.ts";
 
 /** A figure the report ranks by. */

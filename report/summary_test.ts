@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { spread } from "../lib/noise.ts";
+import { spread } from "../lib/stats/noise.ts";
 import { loadRun } from "../tasks/report.ts";
 import { frameworkOrder, frameworkStyle, METRICS, rank, summarize, verdictText } from "./summary.ts";
 

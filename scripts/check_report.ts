@@ -9,7 +9,7 @@
 import { basename, dirname, join } from "node:path";
 import { REPO_ROOT } from "../lib/context.ts";
 import { exists } from "../lib/fs.ts";
-import { readCells } from "../lib/results.ts";
+import { readCells } from "../lib/results/results.ts";
 import { checkPage } from "../report/browser.ts";
 
 const path = Deno.args[0];

@@ -4,9 +4,9 @@
  * verify by image id and model manifest), and the report path is printed at the end.
  */
 import { join } from "node:path";
-import { applyQuick, loadConfig } from "../lib/config.ts";
+import { applyQuick, loadConfig } from "../lib/config/config.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
-import { readTopology } from "../lib/cpuset.ts";
+import { readTopology } from "../lib/config/cpuset.ts";
 import { RunError } from "../lib/errors.ts";
 import { exists } from "../lib/fs.ts";
 import { log, output } from "../lib/log.ts";

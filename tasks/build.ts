@@ -6,10 +6,10 @@ import {
   type BuildResult,
   DEFAULT_BASE_IMAGE,
   ensureBaseImage,
-} from "../lib/build.ts";
-import { closest, loadConfig } from "../lib/config.ts";
+} from "../lib/engine/build.ts";
+import { closest, loadConfig } from "../lib/config/config.ts";
 import type { GlobalOptions } from "../lib/context.ts";
-import { DockerEngine } from "../lib/docker.ts";
+import { DockerEngine } from "../lib/engine/docker.ts";
 import { UsageError } from "../lib/errors.ts";
 import { FRAMEWORK_IDS, TOOL_IMAGES } from "../lib/frameworks.ts";
 import { log } from "../lib/log.ts";

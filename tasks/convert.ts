@@ -4,14 +4,14 @@
  * Python side writes models/<model>/ atomically and fails on the parity gate.
  */
 import { join } from "node:path";
-import { applyQuick, closest, loadConfig } from "../lib/config.ts";
+import { applyQuick, closest, loadConfig } from "../lib/config/config.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
 import { latestImage } from "../lib/frameworks.ts";
 import { exists } from "../lib/fs.ts";
 import { log } from "../lib/log.ts";
 import { buildAll } from "./build.ts";
-import { DockerEngine } from "../lib/docker.ts";
+import { DockerEngine } from "../lib/engine/docker.ts";
 
 const CONVERT_IMAGE = latestImage("convert");
 const VENV_PYTHON = join(REPO_ROOT, ".venv", "bin", "python");

@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import type { GlobalOptions } from "../lib/context.ts";
 import { UsageError } from "../lib/errors.ts";
 import { log, output } from "../lib/log.ts";
-import { latestRun, readCells, readRun, type RunInfo } from "../lib/results.ts";
+import { latestRun, readCells, readRun, type RunInfo } from "../lib/results/results.ts";
 import { renderReport } from "../report/render.ts";
 
 /** Reads a run folder, or says plainly why it is not one. */

@@ -1,15 +1,15 @@
 /** `embbench run`: benchmarks every active model × framework × scenario × sequence length with oha. */
 import { basename, join, resolve } from "node:path";
-import { applyQuick, closest, loadConfig, type LoadedConfig } from "../lib/config.ts";
+import { applyQuick, closest, loadConfig, type LoadedConfig } from "../lib/config/config.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
-import { readTopology, resolveCpus } from "../lib/cpuset.ts";
-import { type ContainerEngine, DockerEngine } from "../lib/docker.ts";
+import { readTopology, resolveCpus } from "../lib/config/cpuset.ts";
+import { type ContainerEngine, DockerEngine } from "../lib/engine/docker.ts";
 import { captureEnvironment } from "../lib/env.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
 import { latestImage } from "../lib/frameworks.ts";
 import { log } from "../lib/log.ts";
 import { runBenchmark, type RunSummary } from "../lib/runner.ts";
-import { newRunId, readRun } from "../lib/results.ts";
+import { newRunId, readRun } from "../lib/results/results.ts";
 import { verifyGate } from "./verify.ts";
 
 /** Flags of `run` (and of `all`, which passes them on). */

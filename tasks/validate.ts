@@ -1,9 +1,9 @@
 /** `embbench validate`: checks both configuration files against the schema and this host. */
-import { applyQuick, loadConfig, topologyWarnings } from "../lib/config.ts";
+import { applyQuick, loadConfig, topologyWarnings } from "../lib/config/config.ts";
 import type { GlobalOptions } from "../lib/context.ts";
-import { readTopology } from "../lib/cpuset.ts";
+import { readTopology } from "../lib/config/cpuset.ts";
 import { log, output } from "../lib/log.ts";
-import { planCells } from "../lib/plan.ts";
+import { planCells } from "../lib/config/plan.ts";
 
 export async function run(opts: GlobalOptions, _args: string[], flags: { json?: boolean }): Promise<number> {
   const topology = readTopology();

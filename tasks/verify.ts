@@ -3,17 +3,17 @@
  * the embeddings against the PyTorch reference. `run` refuses frameworks that fail it.
  */
 import { join } from "node:path";
-import { applyQuick, type BenchmarkConfig, loadConfig, parseMemory } from "../lib/config.ts";
-import { type ConformanceCheck, runConformance } from "../lib/conformance.ts";
+import { applyQuick, type BenchmarkConfig, loadConfig, parseMemory } from "../lib/config/config.ts";
+import { type ConformanceCheck, runConformance } from "../lib/server/conformance.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
-import { readTopology, resolveCpus } from "../lib/cpuset.ts";
-import { type ContainerEngine, DockerEngine } from "../lib/docker.ts";
+import { readTopology, resolveCpus } from "../lib/config/cpuset.ts";
+import { type ContainerEngine, DockerEngine } from "../lib/engine/docker.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
 import { latestImage } from "../lib/frameworks.ts";
 import { sha256Hex } from "../lib/fs.ts";
 import { log, output } from "../lib/log.ts";
-import { writeJsonAtomic } from "../lib/results.ts";
-import { cpusetSize, startServer } from "../lib/server.ts";
+import { writeJsonAtomic } from "../lib/results/results.ts";
+import { cpusetSize, startServer } from "../lib/server/server.ts";
 
 /** results/verify/<framework>__<model>.json. */
 export interface VerifyRecord {

@@ -6,12 +6,12 @@
  *   results/<run-id>/logs/                         container logs, build logs
  */
 import { dirname, join } from "node:path";
-import type { BenchmarkConfig, ModelsFile } from "./config.ts";
-import type { Environment } from "./env.ts";
-import { exists } from "./fs.ts";
-import type { CellNoise, Repetition } from "./noise.ts";
-import type { OhaSummary } from "./oha.ts";
-import type { Cell } from "./plan.ts";
+import type { BenchmarkConfig, ModelsFile } from "../config/config.ts";
+import type { Environment } from "../env.ts";
+import { exists } from "../fs.ts";
+import type { CellNoise, Repetition } from "../stats/noise.ts";
+import type { OhaSummary } from "../load/oha.ts";
+import type { Cell } from "../config/plan.ts";
 
 /** Format version of run.json and the cell files. */
 export const RESULTS_VERSION = 1;
@@ -58,7 +58,7 @@ export interface ResourceStats {
   workingSetBytesPeak: number;
 }
 
-/** results/<run-id>/cells/<cell-id>.json: the cell as planned (lib/plan.ts), then what was measured. */
+/** results/<run-id>/cells/<cell-id>.json: the cell as planned (lib/config/plan.ts), then what was measured. */
 export interface CellResult extends Omit<Cell, "sweep"> {
   version: typeof RESULTS_VERSION;
   status: "ok" | "failed";
@@ -77,7 +77,7 @@ export interface CellResult extends Omit<Cell, "sweep"> {
   textsPerSecond?: number;
   /**
    * The cell's load as measured: `repetitions` back-to-back oha runs sharing num_requests. `oha` and
-   * `resources` above combine them (lib/noise.ts says how); `noise` is their spread per figure.
+   * `resources` above combine them (lib/stats/noise.ts says how); `noise` is their spread per figure.
    */
   repetitions?: Repetition[];
   noise?: CellNoise;

@@ -4,12 +4,12 @@
  * the full log kept on disk.
  */
 import { join, relative } from "node:path";
-import { REPO_ROOT } from "./context.ts";
-import { commandOutput } from "./env.ts";
-import { RunError } from "./errors.ts";
-import { latestImage } from "./frameworks.ts";
-import { sha256Hex } from "./fs.ts";
-import { log } from "./log.ts";
+import { REPO_ROOT } from "../context.ts";
+import { commandOutput } from "../env.ts";
+import { RunError } from "../errors.ts";
+import { latestImage } from "../frameworks.ts";
+import { sha256Hex } from "../fs.ts";
+import { log } from "../log.ts";
 
 export const DOCKER_DIR = join(REPO_ROOT, "docker");
 export const DEFAULT_BASE_IMAGE = "embbench/base:trixie";

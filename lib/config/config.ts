@@ -9,8 +9,8 @@
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import { z } from "zod";
 import { relative } from "node:path";
-import { ConfigError } from "./errors.ts";
-import { FRAMEWORK_IDS } from "./frameworks.ts";
+import { ConfigError } from "../errors.ts";
+import { FRAMEWORK_IDS } from "../frameworks.ts";
 import { type CpuTopology, parseCpuset, sharedCores } from "./cpuset.ts";
 
 const positiveInt = z.number().int().positive();

@@ -1,8 +1,8 @@
 import { equal, ok } from "node:assert/strict";
 import type { RawStats } from "./docker.ts";
-import { aggregate, cpuPercent, rssBytes, sampleStats, workingSetBytes } from "./stats.ts";
+import { aggregate, cpuPercent, rssBytes, sampleStats, workingSetBytes } from "./sampler.ts";
 import { DockerEngine } from "./docker.ts";
-import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "./testing.ts";
+import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "../testing.ts";
 
 const frames = JSON.parse(
   Deno.readTextFileSync(new URL("./testdata/docker_stats_cgroup1_burn.json", import.meta.url)),

@@ -1,6 +1,6 @@
 /** docker stats frames to CPU and memory figures, and a sampler that aggregates them per cell. */
 import type { ContainerEngine, RawStats } from "./docker.ts";
-import type { ResourceStats } from "./results.ts";
+import type { ResourceStats } from "../results/results.ts";
 
 /**
  * CPU use in percent of one CPU: Δcpu / Δsystem × online CPUs × 100. Δsystem counts every host CPU,

@@ -8,10 +8,12 @@ import {
   splitRequests,
   spread,
 } from "./noise.ts";
-import { parseOhaJson } from "./oha.ts";
-import type { ResourceStats } from "./results.ts";
+import { parseOhaJson } from "../load/oha.ts";
+import type { ResourceStats } from "../results/results.ts";
 
-const recorded = parseOhaJson(await Deno.readTextFile(new URL("./testdata/oha_ok.json", import.meta.url)));
+const recorded = parseOhaJson(
+  await Deno.readTextFile(new URL("../load/testdata/oha_ok.json", import.meta.url)),
+);
 
 Deno.test("splitRequests() shares the requests out, never below one each", () => {
   deepStrictEqual(splitRequests(100, 3), [34, 33, 33]);

@@ -1,9 +1,9 @@
 import { deepStrictEqual, equal, throws } from "node:assert/strict";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { ConfigError } from "./errors.ts";
+import { ConfigError } from "../errors.ts";
 import { applyQuick, closest, loadConfig, parseYaml, topologyWarnings, validateSources } from "./config.ts";
 import type { CpuTopology } from "./cpuset.ts";
-import { runCli } from "./testing.ts";
+import { runCli } from "../testing.ts";
 
 const MODELS = `models:
   tiny:
@@ -61,7 +61,7 @@ Deno.test("validateSources() accepts a minimal valid pair", () => {
 });
 
 Deno.test("loadConfig() accepts the committed models.yaml and benchmark_config.yaml", async () => {
-  const root = fromFileUrl(new URL("..", import.meta.url));
+  const root = fromFileUrl(new URL("../..", import.meta.url));
   const loaded = await loadConfig(`${root}/models.yaml`, `${root}/benchmark_config.yaml`);
   equal(loaded.config.scenarios.length, 5);
   deepStrictEqual(loaded.config.concurrency_sweep?.levels, [1, 2, 4, 8, 16, 32, 64, 128]);

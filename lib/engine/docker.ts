@@ -4,7 +4,7 @@
  */
 import Docker from "dockerode";
 import { cgroupSnapshot } from "./cgroup.ts";
-import { RunError } from "./errors.ts";
+import { RunError } from "../errors.ts";
 
 /** What one framework container needs. */
 export interface ContainerSpec {

@@ -9,7 +9,7 @@ import {
 } from "./conformance.ts";
 import { freePort } from "./server.ts";
 
-const repo = fileURLToPath(new URL("..", import.meta.url));
+const repo = fileURLToPath(new URL("../..", import.meta.url));
 const venvPython = `${repo}.venv-server/bin/python`;
 
 function exists(path: string): boolean {

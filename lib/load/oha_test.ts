@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { ohaCommand, parseOhaJson } from "./oha.ts";
-import { RunError } from "./errors.ts";
+import { RunError } from "../errors.ts";
 
 const sample = (name: string) => Deno.readTextFileSync(new URL(`./testdata/${name}`, import.meta.url));
 

@@ -2,9 +2,9 @@
  * One framework container's lifecycle: start pinned to the server cpuset with the model mounted
  * read-only, wait for /health, read /info, measure the cold first request, warm up, stop.
  */
-import { parseCpuset } from "./cpuset.ts";
-import { RunError } from "./errors.ts";
-import type { ContainerEngine } from "./docker.ts";
+import { parseCpuset } from "../config/cpuset.ts";
+import { RunError } from "../errors.ts";
+import type { ContainerEngine } from "../engine/docker.ts";
 
 /** The container label every embbench container carries, with the run id as value. */
 export const RUN_LABEL = "embbench.run";

@@ -3,7 +3,7 @@ import { parseYaml, validateSources } from "./config.ts";
 import { planCells } from "./plan.ts";
 
 Deno.test("planCells() crosses models, frameworks, sequence lengths, scenarios and sweep levels", async () => {
-  const root = new URL("..", import.meta.url);
+  const root = new URL("../..", import.meta.url);
   const { models, config } = validateSources(
     parseYaml("models.yaml", await Deno.readTextFile(new URL("models.yaml", root))),
     parseYaml("benchmark_config.yaml", await Deno.readTextFile(new URL("benchmark_config.yaml", root))),
@@ -20,7 +20,7 @@ Deno.test("planCells() crosses models, frameworks, sequence lengths, scenarios a
 });
 
 Deno.test("planCells() skips sequence lengths above a model's max_seq_length", async () => {
-  const root = new URL("..", import.meta.url);
+  const root = new URL("../..", import.meta.url);
   const { models, config } = validateSources(
     parseYaml("models.yaml", await Deno.readTextFile(new URL("models.yaml", root))),
     parseYaml("benchmark_config.yaml", await Deno.readTextFile(new URL("benchmark_config.yaml", root))),

@@ -3,8 +3,8 @@
  * and the spread of each figure across them is recorded beside the headline. A difference between
  * two cells counts as real only when their repetition ranges do not overlap.
  */
-import type { OhaSummary } from "./oha.ts";
-import type { ResourceStats } from "./results.ts";
+import type { OhaSummary } from "../load/oha.ts";
+import type { ResourceStats } from "../results/results.ts";
 
 /** One repetition of a cell's load: oha's figures and the resources sampled while it ran. */
 export interface Repetition {

@@ -5,8 +5,8 @@
  * checked with a schema, and lib/testdata/ holds recorded outputs the parser is tested on.
  */
 import { z } from "zod";
-import { parseCpuset } from "./cpuset.ts";
-import { RunError } from "./errors.ts";
+import { parseCpuset } from "../config/cpuset.ts";
+import { RunError } from "../errors.ts";
 
 /** What oha is asked to do for one cell. */
 export interface OhaOptions {

@@ -1,6 +1,6 @@
 /** Cpuset strings ("0-3,8"): parsing, printing, the host's CPU topology and server/loadgen placement. */
-import { UsageError } from "./errors.ts";
-import { log } from "./log.ts";
+import { UsageError } from "../errors.ts";
+import { log } from "../log.ts";
 
 /** Parses a cpuset string into sorted, unique CPU numbers; throws a RangeError naming the bad part. */
 export function parseCpuset(text: string): number[] {
