@@ -1,8 +1,13 @@
 /** Helpers for tests that need the real Docker engine and the contract-shaped test server image. */
-import { buildImage, DEFAULT_BASE_IMAGE, ensureBaseImage } from "./engine/build.ts";
+import { join } from "node:path";
+import { buildImage, contentHash, DEFAULT_BASE_IMAGE, DOCKER_DIR, ensureBaseImage } from "./engine/build.ts";
 import { DockerEngine } from "./engine/docker.ts";
+import { type RunningServer, startServer } from "./server/server.ts";
 
-/** The test server image (docker/testserver): a fixture, not a framework. */
+/**
+ * The test server image (docker/testserver): a fixture, not a framework. `:latest` is whatever was
+ * built last, possibly from another checkout; ensureTestImage() returns the tag of this checkout's.
+ */
 export const TEST_IMAGE = "embbench/testserver:latest";
 
 /** True when a Docker engine answers; tests that need one are ignored otherwise (outside CI). */
@@ -15,11 +20,40 @@ export async function dockerAvailable(): Promise<boolean> {
   }
 }
 
-/** Builds the test server image if it is missing (seconds with the layer cache). */
-export async function ensureTestImage(): Promise<void> {
-  if (await new DockerEngine().imageId(TEST_IMAGE)) return;
+/**
+ * Builds the test server image unless an image of docker/testserver's current content exists (the
+ * content-hash tag buildImage gives), so an edited server.py is rebuilt; seconds with the layer cache.
+ * Returns that tag.
+ */
+export async function ensureTestImage(): Promise<string> {
+  const tag = `embbench/testserver:${await contentHash("testserver", { BASE_IMAGE: DEFAULT_BASE_IMAGE })}`;
+  if (await new DockerEngine().imageId(tag)) return tag;
   await ensureBaseImage();
-  await buildImage("testserver", { baseImage: DEFAULT_BASE_IMAGE, logDir: await Deno.makeTempDir() });
+  return (await buildImage("testserver", { baseImage: DEFAULT_BASE_IMAGE, logDir: await Deno.makeTempDir() }))
+    .tag;
+}
+
+/**
+ * Starts the test server image (built first if docker/testserver changed) on the real Docker engine,
+ * pinned to `cpuset`, with `env` (SERVICE_MS, SLOW_EVERY, WORKERS, KEEPALIVE, CACHE, ...: see
+ * docker/testserver/server.py), and waits until /health answers 200. The caller removes the
+ * container: `await new DockerEngine().remove(server.containerId)`.
+ */
+export async function startTestServer(env: Record<string, string>, cpuset = "0"): Promise<RunningServer> {
+  const image = await ensureTestImage();
+  return await startServer(new DockerEngine(), {
+    framework: "testserver",
+    image,
+    // The server reads no model: any existing folder will do for the read-only /model mount.
+    modelDir: join(DOCKER_DIR, "testserver"),
+    cpuset,
+    memoryBytes: 256 * 1024 * 1024,
+    maxBatch: 64,
+    maxInflight: 1,
+    healthTimeoutS: 30,
+    runId: `test-${crypto.randomUUID().slice(0, 8)}`,
+    env,
+  });
 }
 
 /** Runs `embbench <args>` (main.ts under the current Deno) and returns its exit code and output. */

@@ -3,6 +3,24 @@
 It is a test fixture, not a framework: its "embeddings" are a deterministic hash of the text, so
 `embbench verify` fails it by design. `burn` mode instead keeps one core busy and holds a known
 allocation, to check the docker stats formulas.
+
+Its timing is known exactly, so the harness's measurements can be checked against it. Environment:
+
+  HOST, PORT      where to listen (default 127.0.0.1:8080)
+  LOAD_DELAY_MS   /health answers 503 for this long after start (default 0)
+  NUM_THREADS     reported by /info (default 1)
+  SERVICE_MS      each /embed takes this long from its admission (below) to its answer, slept with
+                  time.sleep and measured with perf_counter (default 0)
+  SLOW_EVERY      every SLOW_EVERY-th /embed (one global counter, so exactly 1/SLOW_EVERY of them)
+                  takes SERVICE_MS x SLOW_FACTOR instead (default 0: never)
+  SLOW_FACTOR     see SLOW_EVERY (default 10)
+  WORKERS         at most this many /embed requests are served at once, admitted first come first
+                  served (default 0: unlimited). With WORKERS=1 the capacity is exactly
+                  1000 / mean service time requests per second
+  KEEPALIVE       0: every answer carries `Connection: close` and the connection is closed, like a
+                  server that drops keep-alive (default 1)
+  CACHE           1: a body seen before is answered from a cache at once, without SERVICE_MS or a
+                  worker: a cheating server the harness must be able to expose (default 0)
 """
 import hashlib
 import json
@@ -10,11 +28,31 @@ import math
 import os
 import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+
+def env_number(name: str, default: float, minimum: float = 0) -> float:
+    """A numeric environment variable; a malformed or too small value stops the server with its name."""
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw.strip() else default
+    except ValueError:
+        sys.exit(f"error: {name} must be a number, found '{raw}'")
+    if value < minimum:
+        sys.exit(f"error: {name} must be at least {minimum}, found '{raw}'")
+    return value
+
+
 STARTED = time.monotonic()
-LOAD_DELAY_S = float(os.environ.get("LOAD_DELAY_MS", "0")) / 1000
+LOAD_DELAY_S = env_number("LOAD_DELAY_MS", 0) / 1000
+SERVICE_S = env_number("SERVICE_MS", 0) / 1000
+SLOW_EVERY = int(env_number("SLOW_EVERY", 0))
+SLOW_FACTOR = env_number("SLOW_FACTOR", 10)
+WORKERS = int(env_number("WORKERS", 0))
+KEEPALIVE = env_number("KEEPALIVE", 1) != 0
+CACHE = env_number("CACHE", 0) != 0
 DIM = 8
 
 
@@ -23,6 +61,66 @@ def embed(text: str) -> list[float]:
     row = [b - 127.5 for b in digest[:DIM]]
     norm = math.sqrt(sum(v * v for v in row)) or 1.0
     return [v / norm for v in row]
+
+
+class FifoGate:
+    """At most `workers` holders at once, admitted in arrival order.
+
+    A plain semaphore wakes an arbitrary waiter; tickets make the queue first come first served, so
+    queueing delay follows arrival order as in a textbook single-queue server.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.cond = threading.Condition()
+        self.next_ticket = 0
+        self.next_admitted = 0
+        self.active = 0
+
+    def __enter__(self):
+        with self.cond:
+            ticket = self.next_ticket
+            self.next_ticket += 1
+            self.cond.wait_for(lambda: ticket == self.next_admitted and self.active < self.workers)
+            self.next_admitted += 1
+            self.active += 1
+            self.cond.notify_all()  # the next ticket may fit too
+
+    def __exit__(self, *exc):
+        with self.cond:
+            self.active -= 1
+            self.cond.notify_all()
+
+
+class NoGate:
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc):
+        pass
+
+
+GATE = FifoGate(WORKERS) if WORKERS > 0 else NoGate()
+COUNTER_LOCK = threading.Lock()
+served = 0  # /embed requests admitted so far: decides which ones are slow
+CACHE_LOCK = threading.Lock()
+cache: dict[bytes, list[list[float]]] = {}
+
+
+def service_seconds() -> float:
+    """This request's service time: SERVICE_MS, or SLOW_FACTOR times it for every SLOW_EVERY-th request."""
+    global served
+    with COUNTER_LOCK:
+        served += 1
+        n = served
+    slow = SLOW_EVERY > 0 and n % SLOW_EVERY == 0
+    return SERVICE_S * SLOW_FACTOR if slow else SERVICE_S
+
+
+def sleep_until(deadline: float) -> None:
+    """Sleeps until perf_counter() reaches `deadline`; time.sleep may wake early or late by a little."""
+    while (left := deadline - time.perf_counter()) > 0:
+        time.sleep(left)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -43,6 +141,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        if not KEEPALIVE:
+            self.send_header("connection", "close")  # also makes the handler close the connection
         self.end_headers()
         self.wfile.write(data)
 
@@ -77,7 +177,19 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(422, {"error": "invalid body", "error_type": "Validation"})
             return
         inputs = [inputs] if isinstance(inputs, str) else inputs
-        rows = [embed(t) for t in inputs]
+        rows = None
+        if CACHE:
+            with CACHE_LOCK:
+                rows = cache.get(body)
+        if rows is None:
+            with GATE:
+                # Service starts at admission, so time spent queued for a worker is not service.
+                deadline = time.perf_counter() + service_seconds()
+                rows = [embed(t) for t in inputs]
+                sleep_until(deadline)
+            if CACHE:
+                with CACHE_LOCK:
+                    cache[body] = rows
         total = (time.perf_counter() - t0) * 1000
         self.answer(200, rows, {"x-tokenization-time": "0", "x-inference-time": f"{total:.3f}",
                                 "x-total-time": f"{total:.3f}"})

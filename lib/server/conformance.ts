@@ -43,6 +43,11 @@ export const MIN_COSINE = 0.9999;
 export const MAX_ABS_DIFF = 1e-4;
 /** A single string and the same string in a list of one run the same graph: they must agree this well. */
 export const SINGLE_VS_LIST_MAX_DIFF = 1e-6;
+/**
+ * Embeddings of two different texts (even texts one word apart) differ by more than this in some
+ * coordinate; an answer closer than this to another text's row was not computed from its own text.
+ */
+export const DIFFERENT_TEXTS_MIN_DIFF = 1e-3;
 
 const TIMING_HEADERS = ["x-tokenization-time", "x-inference-time", "x-total-time"] as const;
 
@@ -213,6 +218,201 @@ export async function rawPostHead(
   }
 }
 
+/** The largest absolute difference between two rows of the same length. */
+function maxAbsDiff(a: number[], b: number[]): number {
+  return Math.max(...a.map((x, j) => Math.abs(x - b[j]!)));
+}
+
+/** `text` with its last space-separated word replaced by another word. */
+export function changeLastWord(text: string): string {
+  const words = text.split(" ");
+  const last = words.pop() ?? "";
+  return [...words, last === "zebra" ? "yak" : "zebra"].join(" ");
+}
+
+/** A raw HTTP/1.1 answer read off a socket. */
+interface RawAnswer {
+  status: number;
+  /** Header names lower-cased. */
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+/**
+ * Reads HTTP/1.1 answers one after another off one connection: the head, then exactly the body its
+ * Content-Length (or chunked encoding) announces, so the next answer starts where this one ended.
+ */
+class AnswerReader {
+  private buffered = new Uint8Array(0);
+  constructor(private readonly conn: Deno.Conn) {}
+
+  /** Reads more bytes into the buffer; false at end of stream. */
+  private async fill(): Promise<boolean> {
+    const chunk = new Uint8Array(65536);
+    const n = await this.conn.read(chunk);
+    if (n === null) return false;
+    const joined = new Uint8Array(this.buffered.length + n);
+    joined.set(this.buffered);
+    joined.set(chunk.subarray(0, n), this.buffered.length);
+    this.buffered = joined;
+    return true;
+  }
+
+  /** Takes bytes up to and including the first `marker`, or null at end of stream. */
+  private async takeThrough(marker: string): Promise<Uint8Array | null> {
+    const m = new TextEncoder().encode(marker);
+    for (let from = 0;;) {
+      outer: for (let i = from; i + m.length <= this.buffered.length; i++) {
+        for (let j = 0; j < m.length; j++) if (this.buffered[i + j] !== m[j]) continue outer;
+        const taken = this.buffered.slice(0, i + m.length);
+        this.buffered = this.buffered.slice(i + m.length);
+        return taken;
+      }
+      from = Math.max(0, this.buffered.length - m.length + 1);
+      if (!(await this.fill())) return null;
+    }
+  }
+
+  /** Takes exactly `n` bytes, or null at end of stream. */
+  private async take(n: number): Promise<Uint8Array | null> {
+    while (this.buffered.length < n) if (!(await this.fill())) return null;
+    const taken = this.buffered.slice(0, n);
+    this.buffered = this.buffered.slice(n);
+    return taken;
+  }
+
+  /** The next answer, or why it could not be read whole (closed early, no length). */
+  async next(): Promise<RawAnswer | string> {
+    const head = await this.takeThrough("\r\n\r\n");
+    if (head === null) {
+      return this.buffered.length === 0
+        ? "the server closed the connection before answering"
+        : "the server closed the connection in the middle of the answer's headers";
+    }
+    const [statusLine, ...lines] = new TextDecoder("latin1").decode(head).trimEnd().split("\r\n");
+    const headers: Record<string, string> = {};
+    for (const line of lines) {
+      const i = line.indexOf(":");
+      if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+    }
+    const status = Number(statusLine?.split(" ")[1] ?? NaN);
+    if ((headers["transfer-encoding"] ?? "").toLowerCase().includes("chunked")) {
+      const parts: Uint8Array[] = [];
+      for (;;) {
+        const sizeLine = await this.takeThrough("\r\n");
+        if (sizeLine === null) return "the server closed the connection in the middle of a chunked body";
+        const size = parseInt(new TextDecoder().decode(sizeLine).split(";")[0]!.trim(), 16);
+        if (!Number.isFinite(size)) return "a chunk size line is not hexadecimal";
+        if (size === 0) {
+          // An empty trailer section: the CRLF after the zero-size chunk.
+          if ((await this.takeThrough("\r\n")) === null) return "no end after the last chunk";
+          break;
+        }
+        const data = await this.take(size + 2);
+        if (data === null) return "the server closed the connection in the middle of a chunked body";
+        parts.push(data.subarray(0, size));
+      }
+      const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let off = 0;
+      for (const p of parts) {
+        body.set(p, off);
+        off += p.length;
+      }
+      return { status, headers, body };
+    }
+    const length = Number(headers["content-length"] ?? NaN);
+    if (!Number.isInteger(length) || length < 0) {
+      return `status ${status} answer has neither Content-Length nor chunked encoding, so its end is the ` +
+        `connection's end and the connection cannot carry another request`;
+    }
+    const body = await this.take(length);
+    if (body === null) return `the server closed the connection before the ${length}-byte body was complete`;
+    return { status, headers, body };
+  }
+}
+
+/**
+ * Sends two POST /embed requests one after the other on one TCP connection, as a load generator
+ * does: both must answer 200 and neither may carry `Connection: close`. A server that closes
+ * connections makes every request pay a new TCP handshake, which the benchmark would then measure.
+ */
+export async function checkKeepAlive(
+  baseUrl: string,
+  bodies: [string, string],
+  timeoutMs = 60_000,
+): Promise<ConformanceCheck> {
+  const name = "keep-alive: two requests on one connection";
+  const url = new URL(baseUrl);
+  let conn: Deno.Conn;
+  try {
+    conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port || 80) });
+  } catch (e) {
+    return { name, ok: false, detail: `cannot connect: ${e instanceof Error ? e.message : e}` };
+  }
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, timeoutMs);
+  const reader = new AnswerReader(conn);
+  const send = async (body: string) => {
+    const bytes = new TextEncoder().encode(body);
+    const head = `POST /embed HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${bytes.length}\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(head));
+    await conn.write(bytes);
+  };
+  try {
+    for (const [i, ordinal] of [[0, "first"], [1, "second"]] as const) {
+      try {
+        await send(bodies[i]);
+      } catch (e) {
+        return {
+          name,
+          ok: false,
+          detail: `sending the ${ordinal} request failed (${e instanceof Error ? e.message : e})` +
+            (i === 1 ? ": the server closed the connection after the first answer" : ""),
+        };
+      }
+      const answer = await reader.next();
+      if (typeof answer === "string") {
+        return {
+          name,
+          ok: false,
+          detail: `${ordinal} request: ${answer}` +
+            (i === 1 ? " (without saying Connection: close in the first answer)" : ""),
+        };
+      }
+      if (answer.status !== 200) {
+        const text = new TextDecoder().decode(answer.body);
+        return { name, ok: false, detail: `${ordinal} request answered ${answer.status}: ${describe(text)}` };
+      }
+      if ((answer.headers["connection"] ?? "").toLowerCase().split(/\s*,\s*/).includes("close")) {
+        return {
+          name,
+          ok: false,
+          detail: `the ${ordinal} answer carries Connection: close: the server drops keep-alive, so every ` +
+            `request would pay a new TCP connection`,
+        };
+      }
+    }
+    return { name, ok: true, detail: "both answered 200 on one connection, neither with Connection: close" };
+  } catch (e) {
+    return {
+      name,
+      ok: false,
+      detail: timedOut
+        ? `no complete answer within ${timeoutMs} ms`
+        : `reading the answers failed: ${e instanceof Error ? e.message : e}`,
+    };
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -262,6 +462,36 @@ interface ModelFacts {
   maxSeqLength: number;
   texts: string[];
   embeddings: number[][];
+  /** Distinct non-empty texts for the checks that compare rows, and the file they came from. */
+  sampleTexts: string[];
+  sampleSource: string;
+}
+
+/**
+ * The texts of the shortest payloads (payloads/index.json, written by convert): short enough that no
+ * server truncates them, so a change to their last word reaches the model. Without payloads, the
+ * reference texts.
+ */
+async function readSampleTexts(modelDir: string, referenceTexts: string[]): Promise<[string[], string]> {
+  const distinct = (texts: string[]) => [...new Set(texts.filter((t) => t !== ""))];
+  try {
+    const index = JSON.parse(await Deno.readTextFile(`${modelDir}/payloads/index.json`));
+    const entries = (isRecord(index) && Array.isArray(index.payloads) ? index.payloads : [])
+      .filter((e: unknown) => isRecord(e) && typeof e.file === "string" && Number.isInteger(e.seq_len))
+      .sort((a: Record<string, number>, b: Record<string, number>) => a.seq_len! - b.seq_len!);
+    const shortest = entries.filter((e: Record<string, unknown>) => e.seq_len === entries[0]?.seq_len);
+    const texts: string[] = [];
+    for (const e of shortest) {
+      const body = JSON.parse(await Deno.readTextFile(`${modelDir}/payloads/${e.file}`));
+      if (isRecord(body) && Array.isArray(body.inputs)) {
+        texts.push(...body.inputs.filter((t: unknown): t is string => typeof t === "string"));
+      }
+    }
+    if (distinct(texts).length >= 2) {
+      return [distinct(texts), `payloads/${shortest.map((e: Record<string, unknown>) => e.file).join(", ")}`];
+    }
+  } catch { /* no payloads: the reference texts will do */ }
+  return [distinct(referenceTexts), "reference/embeddings.json"];
 }
 
 async function readModelFacts(modelDir: string): Promise<ModelFacts> {
@@ -284,12 +514,16 @@ async function readModelFacts(modelDir: string): Promise<ModelFacts> {
   }
   const shape = embeddingShapeProblem(ref.embeddings, ref.texts.length, spec.embedding_dim as number);
   if (shape) throw new Error(`${refPath}: ${shape}`);
+  const [sampleTexts, sampleSource] = await readSampleTexts(modelDir, ref.texts);
+  if (sampleTexts.length < 2) throw new Error(`${refPath} and payloads/ hold fewer than two different texts`);
   return {
     name: spec.name,
     embeddingDim: spec.embedding_dim as number,
     maxSeqLength: spec.max_seq_length as number,
     texts: ref.texts,
     embeddings: ref.embeddings,
+    sampleTexts,
+    sampleSource,
   };
 }
 
@@ -364,7 +598,8 @@ function badRequests(o: ConformanceOptions, overlong: string): BadRequest[] {
 
 /**
  * Runs every check against a healthy server: /info, embeddings against the PyTorch reference,
- * single string vs list of one, timing headers, accepted edge cases (empty string, unknown fields,
+ * single string vs list of one, rows that follow their texts (no wrongly keyed cache), keep-alive,
+ * timing headers, accepted edge cases (empty string, unknown fields,
  * null flags, truncation), at least 12 rejected requests with their status and JSON error, and
  * /health still 200 afterwards. Never throws for a misbehaving server: that is a failed check.
  */
@@ -583,6 +818,76 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
       );
     }
   }
+
+  // Each row is computed from its own text: not cached under a wrong key, not copied from another row.
+  {
+    const name = "answers follow the texts";
+    const [t1, t2] = facts.sampleTexts as [string, string];
+    const t2Edited = changeLastWord(t2);
+    const quote = (t: string) => JSON.stringify(describe(t, 40));
+    const first = await embed({ inputs: [t1, t1, t2] }, 3);
+    const second = typeof first === "string" ? first : await embed({ inputs: [t1, t2Edited] }, 2);
+    if (typeof first === "string") add(name, false, `[t1, t1, t2]: ${first}`);
+    else if (typeof second === "string") add(name, false, `[t1, t2 with its last word changed]: ${second}`);
+    else {
+      const sameText = maxAbsDiff(first.rows[0]!, first.rows[1]!);
+      const otherText = maxAbsDiff(first.rows[0]!, first.rows[2]!);
+      const editedText = maxAbsDiff(second.rows[1]!, first.rows[2]!);
+      const t1Again = maxAbsDiff(second.rows[0]!, first.rows[0]!);
+      const problems: string[] = [];
+      if (sameText > SINGLE_VS_LIST_MAX_DIFF) {
+        problems.push(
+          `rows 0 and 1 of [t1, t1, t2] hold the same text but differ by max |Δ| ${
+            sameText.toExponential(2)
+          } ` +
+            `(limit ${SINGLE_VS_LIST_MAX_DIFF}): rows are mixed up or depend on their position in the batch`,
+        );
+      }
+      if (otherText <= DIFFERENT_TEXTS_MIN_DIFF) {
+        problems.push(
+          `rows 0 and 2 of [t1, t1, t2] hold different texts but differ by only max |Δ| ` +
+            `${otherText.toExponential(2)}: the server answers the same rows whatever the input`,
+        );
+      }
+      if (editedText <= DIFFERENT_TEXTS_MIN_DIFF) {
+        problems.push(
+          `t2 with its last word changed (${quote(t2Edited)}) got t2's embedding back (max |Δ| ` +
+            `${editedText.toExponential(2)}): a cache keyed on part of the request (a prefix, the length, ` +
+            `the batch shape) answers instead of the model`,
+        );
+      }
+      if (t1Again > SINGLE_VS_LIST_MAX_DIFF) {
+        problems.push(
+          `t1's row changed by max |Δ| ${t1Again.toExponential(2)} (limit ${SINGLE_VS_LIST_MAX_DIFF}) when ` +
+            `only the other row changed: a row depends on the other texts in its batch`,
+        );
+      }
+      add(
+        name,
+        problems.length === 0,
+        problems.length === 0
+          ? `texts from ${facts.sampleSource}: same text max |Δ| ${sameText.toExponential(2)}, other text ` +
+            `${otherText.toExponential(2)}, one word changed ${editedText.toExponential(2)}, t1 in another ` +
+            `batch ${t1Again.toExponential(2)}`
+          : `t1 = ${quote(t1)}, t2 = ${quote(t2)}: ${problems.join("; ")}`,
+        {
+          sameTextMaxDiff: sameText,
+          otherTextMaxDiff: otherText,
+          editedTextMaxDiff: editedText,
+          t1AgainMaxDiff: t1Again,
+        },
+      );
+    }
+  }
+
+  // One connection carries several requests, as it does under oha.
+  checks.push(
+    await checkKeepAlive(
+      o.baseUrl,
+      [JSON.stringify({ inputs: facts.sampleTexts[0] }), JSON.stringify({ inputs: [facts.sampleTexts[1]] })],
+      timeoutMs,
+    ),
+  );
 
   // Accepted edge cases: the contract's policies.
   // Every word is at least one token, so twice max_seq_length words is over-long for any tokenizer.
