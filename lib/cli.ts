@@ -142,6 +142,16 @@ export function buildProgram(onAction: (action: () => Promise<number | void>) =>
         ),
   );
   add(
+    "fetch-results",
+    "copy results/<run-id>/ from a benchmark host to the local results folder (rsync or scp over ssh)",
+    () => import("../tasks/fetch_results.ts"),
+    (c) =>
+      c.argument("[user@host]", "the host, as for ssh (terraform output ssh names it)")
+        .argument("[run-id]", "a run folder on the host (default: its newest run)")
+        .option("--remote-dir <dir>", "the embbench checkout on the host, relative to its home", "embbench")
+        .option("--identity-file <file>", "the ssh private key (default: ssh's own choice)"),
+  );
+  add(
     "validate",
     "check models.yaml and benchmark_config.yaml against the schema and this host",
     () => import("../tasks/validate.ts"),
