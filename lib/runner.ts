@@ -1,30 +1,37 @@
 /**
- * The benchmark run: every cell of the plan, one framework at a time on the same server cpuset, a
- * framework's container kept up across its cells, each cell written the moment it ends. Failed cells
- * are recorded with their reason and the run moves on; an interrupted run keeps every finished cell
- * and leaves no container behind.
+ * The benchmark run. Every cell is measured in `measurement.passes` passes; each pass takes the
+ * frameworks in turn (round robin, starting one further each pass) and starts each framework's
+ * container afresh, so drift over time and one container's luck are not blamed on a framework. A
+ * cell is written the moment its last pass ends; every pass is kept in logs/ so an interrupted run
+ * resumes where it stopped, and no container is left behind.
  */
 import { join } from "node:path";
 import { type BenchmarkConfig, type ModelsFile, parseMemory } from "./config/config.ts";
-import type { ContainerEngine, ContainerState } from "./engine/docker.ts";
+import { parseCpuset, readTopology } from "./config/cpuset.ts";
+import { type Cell, planCells, RATE_SCENARIO } from "./config/plan.ts";
+import type { ContainerEngine } from "./engine/docker.ts";
+import { keepOffServer } from "./engine/placement.ts";
+import { combineResources, sampleStats } from "./engine/sampler.ts";
 import type { Environment } from "./env.ts";
-import { latestImage } from "./frameworks.ts";
 import { RunError } from "./errors.ts";
+import { latestImage } from "./frameworks.ts";
+import { type MeasurementRules, measurePass, type PassResult } from "./load/pass.ts";
+import { readCellRequests } from "./load/requests.ts";
 import { log } from "./log.ts";
-import { cellNoise, combineOha, combineResources, type Repetition, splitRequests } from "./stats/noise.ts";
-import { type OhaSummary, runOha } from "./load/oha.ts";
-import { type Cell, planCells } from "./config/plan.ts";
 import {
   type CellResult,
+  type PassRecord,
   readCells,
+  readPassRecords,
   readRun,
+  type ResourceStats,
   RESULTS_VERSION,
   type RunInfo,
   runPaths,
   writeJsonAtomic,
 } from "./results/results.ts";
-import { RUN_LABEL, type RunningServer, startServer, timedEmbed, warmup } from "./server/server.ts";
-import { sampleStats } from "./engine/sampler.ts";
+import { RUN_LABEL, type RunningServer, startServer, timedEmbed } from "./server/server.ts";
+import { cellFigures } from "./stats/cell.ts";
 
 /** Everything a run needs; the engine is injectable so tests can pass a fake. */
 export interface RunOptions {
@@ -44,14 +51,16 @@ export interface RunOptions {
   signal: AbortSignal;
   /** Called before a framework is benchmarked with a model; throwing skips it (its cells fail with the reason). */
   gate?: (framework: string, model: string) => Promise<void>;
+  /** Extra environment for every server container (test servers take their behaviour from it). */
+  serverEnv?: Record<string, string>;
 }
 
-/** The request body file for a cell: written by convert's payload generator. */
+/** The request bodies of a cell: K distinct bodies, one per line, written by convert's payload generator. */
 export function payloadFile(
   modelsDir: string,
   cell: Pick<Cell, "model" | "sequenceLength" | "batchSize">,
 ): string {
-  return join(modelsDir, cell.model, "payloads", `seq${cell.sequenceLength}_b${cell.batchSize}.json`);
+  return join(modelsDir, cell.model, "payloads", `seq${cell.sequenceLength}_b${cell.batchSize}.jsonl`);
 }
 
 /** Summary of a run, for the CLI. */
@@ -63,12 +72,58 @@ export interface RunSummary {
   interrupted: boolean;
 }
 
+/** "3m05s". */
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : `${m}m${sec}s`;
+}
+
+/**
+ * Seconds a pass of a cell takes at least and at most under the measurement rules (warm-up about
+ * one window, then steady_windows to max_s of windows), for the plan's time estimate.
+ */
+export function passSeconds(m: Omit<MeasurementRules, "warmup_requests">): { min: number; max: number } {
+  const overhead = 1;
+  return { min: m.window_s * (m.steady_windows + 1) + overhead, max: m.window_s + m.max_s + overhead };
+}
+
+/** A block of cells measured in one container: one model on one framework. */
+interface Block {
+  model: string;
+  framework: string;
+  cells: Cell[];
+}
+
+function blocksOf(cells: Cell[]): Block[] {
+  const blocks = new Map<string, Block>();
+  for (const c of cells) {
+    const key = `${c.model}\0${c.framework}`;
+    if (!blocks.has(key)) blocks.set(key, { model: c.model, framework: c.framework, cells: [] });
+    blocks.get(key)!.cells.push(c);
+  }
+  return [...blocks.values()];
+}
+
+/** Each pass's order of blocks: per model, the frameworks rotated by one more place each pass. */
+export function passOrder<T extends { model: string }>(blocks: T[], pass: number): T[] {
+  const models = [...new Set(blocks.map((b) => b.model))];
+  return models.flatMap((m) => {
+    const own = blocks.filter((b) => b.model === m);
+    const k = (pass - 1) % own.length;
+    return [...own.slice(k), ...own.slice(0, k)];
+  });
+}
+
 /** Runs (or resumes) the benchmark; returns when every cell is done or the signal aborts. */
 export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
   const paths = runPaths(o.runDir);
   await Deno.mkdir(paths.cells, { recursive: true });
   await Deno.mkdir(paths.logs, { recursive: true });
   const done = await readCells(o.runDir);
+  const passRecords = await readPassRecords(o.runDir);
   let info: RunInfo;
   try {
     info = await readRun(o.runDir);
@@ -88,200 +143,327 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
     };
   }
   info.verifyGate = (info.verifyGate ?? true) && o.gate !== undefined;
+  const online = readTopology().online;
+  const serverCpus = parseCpuset(o.cpus.server);
+  info.placement = await keepOffServer(serverCpus, online);
+  if (info.placement.notMoved.length) {
+    log.warn(`not moved off the server CPUs: ${info.placement.notMoved.join("; ")}`);
+  }
   await writeJsonAtomic(paths.run, info);
   // A run killed without cleanup may have left containers: remove them before starting anew.
   for (const id of await o.engine.findByLabel(RUN_LABEL, o.runId)) await o.engine.remove(id);
 
+  const rules = o.config.measurement;
+  const passes = rules.passes;
   const cells = planCells(o.config, o.models, o.frameworks);
   const todo = cells.filter((c) => !done.has(c.id));
+  const units = todo.length * passes;
+  let unitsDone = todo.reduce((a, c) => a + (passRecords.get(c.id)?.size ?? 0), 0);
+  const resumedUnits = unitsDone;
+  const t0 = performance.now();
+  const est = passSeconds(rules);
   log.info(
-    `run ${o.runId}: ${cells.length} cells, ${done.size} already complete, ${todo.length} to go; server CPUs ${o.cpus.server}, loadgen CPUs ${o.cpus.loadgen}`,
+    `run ${o.runId}: ${cells.length} cells × ${passes} passes, ${done.size} cells already complete, ${todo.length} to go; ` +
+      `estimated ${duration(units * est.min)}–${duration(units * est.max)} plus container starts; ` +
+      `server CPUs ${o.cpus.server}, loadgen CPUs ${o.cpus.loadgen}`,
   );
   let ok = 0;
   let failed = 0;
-  const groups = new Map<string, Cell[]>();
-  for (const c of todo) {
-    const key = `${c.model}\0${c.framework}`;
-    groups.set(key, [...(groups.get(key) ?? []), c]);
-  }
-  let index = done.size;
-  for (const [key, group] of groups) {
-    if (o.signal.aborted) break;
-    const [model, framework] = key.split("\0") as [string, string];
-    const image = o.images[framework] ?? latestImage(framework);
-    const record = async (cell: Cell, partial: Partial<CellResult>, started: Date) => {
-      const { sweep: _, ...planned } = cell;
-      const result: CellResult = {
-        version: RESULTS_VERSION,
-        ...planned,
-        status: "ok",
-        startedAt: started.toISOString(),
-        endedAt: new Date().toISOString(),
-        ...partial,
-      };
-      await writeJsonAtomic(paths.cell(cell.id), result);
-      index++;
-      if (result.status === "ok") ok++;
-      else failed++;
-      const o_ = result.oha;
-      log.info(
-        `[${index}/${cells.length}] ${cell.id}: ${
-          result.status === "ok" && o_
-            ? `${o_.throughputRps.toFixed(1)} req/s, p50 ${o_.latencyMs.p50.toFixed(2)} ms, p99 ${
-              o_.latencyMs.p99.toFixed(2)
-            } ms, CPU ${result.resources?.cpuPercentMean.toFixed(0) ?? "?"} %${
-              result.noise?.throughputRps && result.noise.throughputRps.n > 1
-                ? `; req/s range ${
-                  result.noise.throughputRps.relativeRangePercent.toFixed(1)
-                } % over ${result.noise.throughputRps.n} repetitions`
-                : ""
-            }`
-            : `FAILED: ${result.failure}`
-        }`,
-      );
-    };
-    const failAll = async (cellsLeft: Cell[], reason: string) => {
-      for (const c of cellsLeft) await record(c, { status: "failed", failure: reason }, new Date());
-    };
+  const loadgenCount = parseCpuset(o.cpus.loadgen).length;
 
-    try {
-      await o.gate?.(framework, model);
-    } catch (e) {
-      await failAll(group, (e as Error).message);
-      continue;
-    }
-    let server: RunningServer | undefined;
-    let firstRequestMs: number | undefined;
-    const warmed = new Set<string>();
-    const start = async () => {
-      server = await startServer(o.engine, {
-        framework,
-        image,
-        modelDir: join(o.modelsDir, model),
-        cpuset: o.cpus.server,
-        memoryBytes: parseMemory(o.config.container.memory_limit),
-        maxBatch: o.config.container.max_batch,
-        maxInflight: o.config.container.max_inflight,
-        healthTimeoutS: o.config.container.health_timeout_s,
-        runId: o.runId,
-      });
-      firstRequestMs = undefined;
-      warmed.clear();
-      info.frameworks[framework] = {
-        image,
-        imageId: await o.engine.imageId(image),
-        info: server.info,
-      };
-      await writeJsonAtomic(paths.run, info);
-      log.info(`${framework} serving ${model}: healthy after ${server.loadTimeMs.toFixed(0)} ms`);
+  const progress = () => {
+    const elapsed = (performance.now() - t0) / 1000;
+    const measured = unitsDone - resumedUnits;
+    const left = measured > 0 ? (elapsed / measured) * (units - unitsDone) : undefined;
+    return `[${unitsDone}/${units}] ${duration(elapsed)} elapsed${
+      left !== undefined ? `, about ${duration(left)} left` : ""
+    }`;
+  };
+
+  const finish = async (cell: Cell, result: Partial<CellResult>, started: string) => {
+    const { sweep: _, ...planned } = cell;
+    const full: CellResult = {
+      version: RESULTS_VERSION,
+      ...planned,
+      status: "ok",
+      startedAt: started,
+      endedAt: new Date().toISOString(),
+      ...result,
     };
-    try {
-      for (const cell of group) {
-        if (o.signal.aborted) break;
-        const started = new Date();
-        if (!server) {
-          try {
-            await start();
-          } catch (e) {
-            // A server that does not come up will not for the next cell either: fail them all now
-            // rather than wait out the health timeout once per cell.
-            if (o.signal.aborted) break;
-            await failAll(
-              group.slice(group.indexOf(cell)),
-              `${framework} did not start: ${(e as Error).message}`,
-            );
-            break;
-          }
-        }
+    await writeJsonAtomic(paths.cell(cell.id), full);
+    done.set(cell.id, full);
+    if (full.status === "ok") ok++;
+    else failed++;
+    log.info(
+      `${cell.id}: ${
+        full.status === "ok"
+          ? `${full.throughputRps?.toFixed(1)} req/s, p50 ${
+            full.latencyMs?.percentiles.p50.value?.toFixed(2)
+          } ms, p99 ${
+            full.latencyMs?.percentiles.p99.value?.toFixed(2) ??
+              `needs ≥ ${full.latencyMs?.percentiles.p99.needs} requests`
+          }, ${full.counts?.successful} requests over ${full.counts?.windows} windows${
+            full.steady ? "" : ", NOT steady"
+          }${full.loadgen?.overloaded ? ", load generator over 60 % busy" : ""}${
+            full.connections?.keepAliveDropped ? ", keep-alive dropped" : ""
+          }`
+          : `FAILED: ${full.failure}`
+      }`,
+    );
+  };
+
+  const recordPass = async (rec: PassRecord) => {
+    await writeJsonAtomic(paths.pass(rec.cellId, rec.pass), rec);
+    if (!passRecords.has(rec.cellId)) passRecords.set(rec.cellId, new Map());
+    passRecords.get(rec.cellId)!.set(rec.pass, rec);
+    unitsDone++;
+  };
+
+  /** Writes the cell file once every pass is in, or at once when a pass failed. */
+  const maybeFinish = async (cell: Cell) => {
+    const recs = [...(passRecords.get(cell.id)?.values() ?? [])].sort((a, b) => a.pass - b.pass);
+    const failedPass = recs.find((r) => r.status === "failed");
+    const started = recs[0]?.startedAt ?? new Date().toISOString();
+    if (failedPass) {
+      unitsDone += passes - recs.length;
+      await finish(
+        cell,
+        { status: "failed", failure: `pass ${failedPass.pass}: ${failedPass.failure}` },
+        started,
+      );
+      return;
+    }
+    if (recs.length < passes) return;
+    const results = recs.map((r) => r.result!);
+    const requests = await readCellRequests(paths.logs, cell.id);
+    const figures = cellFigures(results, requests, {
+      batchSize: cell.batchSize,
+      concurrency: cell.concurrency,
+      tolerateFailures: o.config.max_error_rate > 0,
+      timeoutMs: rules.timeout_s * 1000,
+    });
+    const loads = recs.map((r) => r.loadTimeMs).filter((v): v is number => v !== undefined).sort((a, b) =>
+      a - b
+    );
+    let failure: string | undefined;
+    if (figures.errorRate > o.config.max_error_rate) {
+      failure = `error rate ${(figures.errorRate * 100).toFixed(2)} % is above max_error_rate ${
+        (o.config.max_error_rate * 100).toFixed(2)
+      } % (errors ${JSON.stringify(figures.counts.errors)}, ${figures.counts.failedStatus} non-2xx answers)`;
+    } else if (figures.counts.successful === 0) failure = "no successful request was measured";
+    await finish(cell, {
+      status: failure ? "failed" : "ok",
+      failure,
+      ...figures,
+      loadTimeMs: loads.length ? loads[Math.floor((loads.length - 1) / 2)] : undefined,
+      firstRequestMs: recs[0]!.firstRequestMs,
+      openLoop: recs[0]!.openLoop,
+      passes: recs.map((r) => ({ ...r.result!, loadTimeMs: r.loadTimeMs, resources: r.resources })),
+      resources: combineResources(
+        recs.map((r) => ({
+          resources: r.resources,
+          durationS: r.result!.windows.reduce((a, w) => a + w.durationS, 0),
+        })),
+      ),
+    }, started);
+  };
+
+  /** The rate of an open-loop cell: its fraction of the framework's best closed-loop batch-1 throughput. */
+  const openLoopRate = (cell: Cell, pass: number) => {
+    const first = passRecords.get(cell.id)?.get(1)?.openLoop;
+    if (first) return first;
+    const capacity = Math.max(
+      0,
+      ...cells.filter((c) =>
+        c.model === cell.model && c.framework === cell.framework &&
+        c.sequenceLength === cell.sequenceLength &&
+        c.rateFraction === undefined && c.batchSize === 1
+      ).map((c) => passRecords.get(c.id)?.get(pass)?.result)
+        .filter((r): r is PassResult => r !== undefined)
+        .map((r) => {
+          const span = r.windows.reduce((a, w) => a + w.durationS, 0);
+          return span > 0 ? r.windows.reduce((a, w) => a + w.throughputRps * w.durationS, 0) / span : 0;
+        }),
+    );
+    if (!(capacity > 0)) return undefined;
+    return { fraction: cell.rateFraction!, capacityRps: capacity, offeredRps: capacity * cell.rateFraction! };
+  };
+
+  const blocks = blocksOf(todo);
+  const gated = new Map<string, string | undefined>();
+  for (let pass = 1; pass <= passes && !o.signal.aborted; pass++) {
+    for (const block of passOrder(blocks, pass)) {
+      if (o.signal.aborted) break;
+      const pending = block.cells.filter((c) => !done.has(c.id) && !passRecords.get(c.id)?.has(pass));
+      if (pending.length === 0) continue;
+      const { model, framework } = block;
+      const key = `${model}\0${framework}`;
+      if (!gated.has(key)) {
         try {
-          const s = server!;
-          const bodyFile = payloadFile(o.modelsDir, cell);
-          let body: string;
-          try {
-            body = await Deno.readTextFile(bodyFile);
-          } catch {
-            throw new RunError(`no request body ${bodyFile}: run 'embbench convert ${model}'`);
-          }
-          if (firstRequestMs === undefined) firstRequestMs = await timedEmbed(s.baseUrl, body);
-          if (!warmed.has(bodyFile)) {
-            await warmup(s.baseUrl, body, o.config.input.warmup_requests);
-            warmed.add(bodyFile);
-          }
-          const repetitions: Repetition[] = [];
-          // The container's state after the latest repetition (there is at least one): a crash ends the cell early.
-          let state!: ContainerState;
-          const counts = splitRequests(cell.numRequests, o.config.repetitions);
-          for (const [r, requests] of counts.entries()) {
-            const sampler = await sampleStats(o.engine, s.containerId);
-            let oha: OhaSummary;
-            try {
-              oha = await runOha(
-                {
-                  url: `${s.baseUrl}/embed`,
-                  bodyFile,
-                  concurrency: cell.concurrency,
-                  requests,
-                  timeoutS: 120,
-                  cpus: o.cpus.loadgen,
-                },
-                join(paths.logs, `oha-${cell.id}${counts.length > 1 ? `.r${r + 1}` : ""}.json`),
-                o.signal,
-              );
-            } catch (e) {
-              await sampler.stop();
-              throw e;
-            }
-            const resources = await sampler.stop();
-            repetitions.push({
-              requests,
-              oha,
-              resources,
-              textsPerSecond: oha.throughputRps * cell.batchSize,
-            });
-            state = await o.engine.state(s.containerId);
-            if (o.signal.aborted || !state.running) break;
-          }
-          const oha = combineOha(repetitions.map((r) => r.oha));
-          const resources = combineResources(
-            repetitions.map((r) => ({ resources: r.resources, durationS: r.oha.durationS })),
-          );
-          if (o.signal.aborted) break;
-          let failure: string | undefined;
-          if (!state.running) {
-            failure = `container exited with code ${state.exitCode}${
-              state.oomKilled ? " (OOM killed)" : ""
-            } during the cell`;
-          } else if (oha.errorRate > o.config.max_error_rate) {
-            failure = `error rate ${(oha.errorRate * 100).toFixed(2)} % is above max_error_rate ${
-              (o.config.max_error_rate * 100).toFixed(2)
-            } % (status codes ${JSON.stringify(oha.statusCodes)}, errors ${JSON.stringify(oha.errors)})`;
-          }
-          await record(cell, {
-            status: failure ? "failed" : "ok",
-            failure,
-            loadTimeMs: s.loadTimeMs,
-            firstRequestMs,
-            oha,
-            resources,
-            textsPerSecond: oha.throughputRps * cell.batchSize,
-            repetitions,
-            noise: cellNoise(repetitions),
-          }, started);
-          if (!state.running) {
-            await o.engine.remove(s.containerId);
-            server = undefined;
-          }
+          await o.gate?.(framework, model);
+          gated.set(key, undefined);
         } catch (e) {
-          if (o.signal.aborted) break;
-          await record(cell, { status: "failed", failure: (e as Error).message }, started);
-          if (server && !(await o.engine.state(server.containerId)).running) {
-            await o.engine.remove(server.containerId);
-            server = undefined;
-          }
+          gated.set(key, (e as Error).message);
         }
       }
-    } finally {
-      if (server) await o.engine.remove(server.containerId);
+      const gateFailure = gated.get(key);
+      const failPending = async (reason: string) => {
+        for (const c of pending) {
+          const now = new Date().toISOString();
+          await recordPass({
+            cellId: c.id,
+            pass,
+            status: "failed",
+            failure: reason,
+            startedAt: now,
+            endedAt: now,
+          });
+          await maybeFinish(c);
+        }
+      };
+      if (gateFailure !== undefined) {
+        await failPending(gateFailure);
+        continue;
+      }
+      const image = o.images[framework] ?? latestImage(framework);
+      let server: RunningServer | undefined;
+      try {
+        try {
+          server = await startServer(o.engine, {
+            framework,
+            image,
+            modelDir: join(o.modelsDir, model),
+            cpuset: o.cpus.server,
+            memoryBytes: parseMemory(o.config.container.memory_limit),
+            maxBatch: o.config.container.max_batch,
+            maxInflight: o.config.container.max_inflight,
+            healthTimeoutS: o.config.container.health_timeout_s,
+            runId: o.runId,
+            env: o.serverEnv,
+          });
+        } catch (e) {
+          if (o.signal.aborted) break;
+          await failPending(`${framework} did not start: ${(e as Error).message}`);
+          continue;
+        }
+        // The new container's shim started on any CPU: move it off the server's.
+        await keepOffServer(serverCpus, online);
+        info.frameworks[framework] = { image, imageId: await o.engine.imageId(image), info: server.info };
+        await writeJsonAtomic(paths.run, info);
+        log.info(
+          `pass ${pass}/${passes}: ${framework} serving ${model}, healthy after ${
+            server.loadTimeMs.toFixed(0)
+          } ms`,
+        );
+        let firstRequestMs: number | undefined;
+        for (const cell of pending) {
+          if (o.signal.aborted) break;
+          const started = new Date().toISOString();
+          const s: RunningServer = server;
+          try {
+            const bodiesFile = payloadFile(o.modelsDir, cell);
+            let firstBody: string;
+            try {
+              firstBody = (await Deno.readTextFile(bodiesFile)).split("\n")[0]!;
+            } catch {
+              throw new RunError(`no request bodies ${bodiesFile}: run 'embbench convert ${model}'`);
+            }
+            firstRequestMs ??= await timedEmbed(s.baseUrl, firstBody);
+            let openLoop: PassRecord["openLoop"];
+            if (cell.scenario === RATE_SCENARIO) {
+              openLoop = openLoopRate(cell, pass);
+              if (!openLoop) {
+                throw new RunError(
+                  `no closed-loop batch-1 throughput of ${framework} at ${cell.sequenceLength} tokens to take the rate from`,
+                );
+              }
+            }
+            const sampler = await sampleStats(o.engine, s.containerId);
+            let result: PassResult;
+            let resources: ResourceStats | undefined;
+            let alive = true;
+            try {
+              result = await measurePass({
+                cellId: cell.id,
+                pass,
+                url: `${s.baseUrl}/embed`,
+                bodiesFile,
+                concurrency: cell.concurrency,
+                rateQps: openLoop?.offeredRps,
+                loadgenCpus: o.cpus.loadgen,
+                loadgenCpuCount: loadgenCount,
+                minRequests: Math.ceil(cell.numRequests / passes),
+                maxErrorRate: o.config.max_error_rate,
+                rules: { ...rules, warmup_requests: o.config.input.warmup_requests },
+                logsDir: paths.logs,
+                afterWindow: async () => {
+                  alive = (await o.engine.state(s.containerId)).running;
+                  return alive && !o.signal.aborted;
+                },
+              }, o.signal);
+            } finally {
+              resources = await sampler.stop();
+            }
+            if (o.signal.aborted) break;
+            if (!alive) {
+              const st = await o.engine.state(s.containerId);
+              throw new RunError(
+                `container exited with code ${st.exitCode}${
+                  st.oomKilled ? " (OOM killed)" : ""
+                } during the cell`,
+              );
+            }
+            await recordPass({
+              cellId: cell.id,
+              pass,
+              status: "ok",
+              startedAt: started,
+              endedAt: new Date().toISOString(),
+              result,
+              loadTimeMs: s.loadTimeMs,
+              firstRequestMs,
+              resources,
+              openLoop,
+            });
+            const last = result.windows.at(-1);
+            log.info(
+              `${progress()} pass ${pass} ${cell.id}: ${result.windows.length} windows of ${result.windowS} s, ` +
+                `${result.endedBy}${last ? `, last window ${last.throughputRps.toFixed(1)} req/s` : ""}`,
+            );
+          } catch (e) {
+            if (o.signal.aborted) break;
+            await recordPass({
+              cellId: cell.id,
+              pass,
+              status: "failed",
+              failure: (e as Error).message,
+              startedAt: started,
+              endedAt: new Date().toISOString(),
+            });
+            if (!(await o.engine.state(s.containerId)).running) {
+              // The container is gone: the block's remaining cells fail in this pass.
+              const rest = pending.slice(pending.indexOf(cell) + 1);
+              for (const c of rest) {
+                const now = new Date().toISOString();
+                await recordPass({
+                  cellId: c.id,
+                  pass,
+                  status: "failed",
+                  failure: `${framework} stopped during an earlier cell: ${(e as Error).message}`,
+                  startedAt: now,
+                  endedAt: now,
+                });
+                await maybeFinish(c);
+              }
+              await maybeFinish(cell);
+              break;
+            }
+          }
+          await maybeFinish(cell);
+        }
+      } finally {
+        if (server) await o.engine.remove(server.containerId);
+      }
     }
   }
   const interrupted = o.signal.aborted;
@@ -289,5 +471,5 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
   else info.endedAt = new Date().toISOString();
   await writeJsonAtomic(paths.run, info);
   for (const id of await o.engine.findByLabel(RUN_LABEL, o.runId)) await o.engine.remove(id);
-  return { runDir: o.runDir, ok, failed, skipped: done.size, interrupted };
+  return { runDir: o.runDir, ok, failed, skipped: done.size - ok - failed, interrupted };
 }

@@ -8,7 +8,8 @@ import { fileURLToPath } from "node:url";
 import { parseYaml, validateSources } from "./config/config.ts";
 import { DockerEngine } from "./engine/docker.ts";
 import { captureEnvironment } from "./env.ts";
-import { readCells, readRun } from "./results/results.ts";
+import { readCellRequests } from "./load/requests.ts";
+import { readCells, readPassRecords, readRun } from "./results/results.ts";
 import { runBenchmark } from "./runner.ts";
 import { RUN_LABEL } from "./server/server.ts";
 import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "./testing.ts";
@@ -53,7 +54,13 @@ container:
   max_batch: 64
   max_inflight: 1
   health_timeout_s: 60
-max_error_rate: 0.01
+measurement:
+  window_s: 1
+  steady_windows: 2
+  steady_tolerance: 0.5
+  max_s: 2
+  passes: 2
+  timeout_s: 30
 `;
 }
 
@@ -63,10 +70,15 @@ async function fixture(requests: number, levels: number[]) {
   await Deno.mkdir(join(modelsDir, "fake", "payloads"), { recursive: true });
   for (const seq of [32, 128]) {
     for (const b of [1, 4]) {
-      const text = Array.from({ length: seq - 2 }, (_, i) => `w${i}`).join(" ");
+      const body = (k: number) =>
+        JSON.stringify({
+          inputs: Array.from({ length: b }, (_, row) =>
+            Array.from({ length: seq - 2 }, (_, i) => `w${k}x${row}x${i}`).join(" ")),
+        });
+      await Deno.writeTextFile(join(modelsDir, "fake", "payloads", `seq${seq}_b${b}.json`), body(0));
       await Deno.writeTextFile(
-        join(modelsDir, "fake", "payloads", `seq${seq}_b${b}.json`),
-        JSON.stringify({ inputs: Array(b).fill(text) }),
+        join(modelsDir, "fake", "payloads", `seq${seq}_b${b}.jsonl`),
+        Array.from({ length: 8 }, (_, k) => body(k)).join("\n") + "\n",
       );
     }
   }
@@ -110,7 +122,14 @@ Deno.test({
       parseYaml("models.yaml", MODELS),
       parseYaml("config.yaml", configYaml(60, [1, 2])),
     );
-    const engine = new DockerEngine();
+    const real = new DockerEngine();
+    const engine = Object.assign(Object.create(real), {
+      started: 0,
+      start(spec: Parameters<DockerEngine["start"]>[0]) {
+        this.started++;
+        return real.start(spec);
+      },
+    }) as DockerEngine & { started: number };
     const runDir = join(dir, "results", "r1");
     const summary = await runBenchmark({
       engine,
@@ -132,10 +151,19 @@ Deno.test({
     equal(cells.size, 8);
     const c = cells.get("fake__torch__batch_processing__seq128")!;
     equal(c.status, "ok");
-    equal(c.oha!.successful, 60);
     equal(c.batchSize, 4);
-    ok(c.textsPerSecond! > 0 && Math.abs(c.textsPerSecond! - c.oha!.throughputRps * 4) < 1e-9);
+    equal(c.counts!.passes, 2, "two passes, each in its own container");
+    equal(c.passes!.length, 2);
+    ok(c.counts!.windows >= 4, "at least steady_windows windows per pass");
+    ok(c.counts!.successful >= 60, `${c.counts!.successful} measured requests, num_requests 60 at least`);
+    equal(c.latencyMs!.n, c.counts!.successful);
+    ok(c.textsPerSecond! > 0 && Math.abs(c.textsPerSecond! - c.throughputRps! * 4) < 1e-9);
     ok(c.loadTimeMs! > 0 && c.firstRequestMs! > 0);
+    equal(c.connections!.keepAliveDropped, false);
+    ok(c.loadgen!.busyMax! >= 0);
+    const logged = await readCellRequests(join(runDir, "logs"), c.id);
+    equal(logged.filter((r) => r.measured && r.status === 200).length, c.counts!.successful);
+    equal(engine.started, 2, "one container per pass");
     ok(cells.has("fake__torch__sweep__seq32__c2"));
     const run = await readRun(runDir);
     ok(run.endedAt, "a completed run has an end time");
@@ -155,10 +183,10 @@ Deno.test({
     const results = join(dir, "results");
     const args = runArgs(dir, modelsDir, "--skip-verify");
     const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" }).spawn();
-    // Kill it hard once some cells are complete: no chance to clean up.
+    // Kill it hard once some passes are complete: no chance to clean up.
     let runDir = "";
     let before = new Map<string, string>();
-    for (let i = 0; i < 600; i++) {
+    for (let i = 0; i < 900; i++) {
       await new Promise((r) => setTimeout(r, 100));
       try {
         for (const e of Deno.readDirSync(results)) {
@@ -166,17 +194,17 @@ Deno.test({
         }
       } catch { /* results folder not made yet */ }
       if (!runDir) continue;
-      const cells = await readCells(runDir);
-      if (cells.size >= 3) {
+      const passes = [...(await readPassRecords(runDir)).values()].flatMap((m) => [...m.values()]);
+      if (passes.length >= 3) {
         child.kill("SIGKILL");
-        before = new Map([...cells].map(([id, c]) => [id, c.endedAt]));
+        before = new Map(passes.map((p) => [`${p.cellId}.p${p.pass}`, p.endedAt]));
         break;
       }
     }
     await child.status;
     await child.stderr.cancel();
     ok(runDir, "the run started");
-    ok(before.size >= 3 && before.size < 10, `killed mid-run after ${before.size} cells`);
+    ok(before.size >= 3 && before.size < 20, `killed mid-run after ${before.size} passes`);
     const runId = (await readRun(runDir)).runId;
     const resumed = await new Deno.Command(Deno.execPath(), {
       args: [...args, "--resume", runDir],
@@ -186,7 +214,12 @@ Deno.test({
     equal(resumed.code, 0, new TextDecoder().decode(resumed.stderr));
     const after = await readCells(runDir);
     equal(after.size, 10, "2 sequence lengths × (2 scenarios + 3 sweep levels)");
-    for (const [id, endedAt] of before) equal(after.get(id)?.endedAt, endedAt, `${id} kept as it was`);
+    const passesAfter = await readPassRecords(runDir);
+    for (const [key, endedAt] of before) {
+      const [id, pass] = key.split(".p") as [string, string];
+      equal(passesAfter.get(id)?.get(Number(pass))?.endedAt, endedAt, `${key} kept as it was`);
+    }
+    for (const c of after.values()) equal(c.counts?.passes, 2, `${c.id} pools both passes`);
     const files = [...Deno.readDirSync(join(runDir, "cells"))].map((e) => e.name);
     equal(files.length, 10, `one file per cell, no temporary files: ${files}`);
     ok([...after.values()].every((c) => c.status === "ok"));
@@ -209,11 +242,11 @@ Deno.test({
       stderr: "piped",
     }).spawn();
     let runDir = "";
-    for (let i = 0; i < 600 && !runDir; i++) {
+    for (let i = 0; i < 900 && !runDir; i++) {
       await new Promise((r) => setTimeout(r, 100));
       try {
         for (const e of Deno.readDirSync(results)) {
-          if (e.isDirectory && (await readCells(join(results, e.name))).size >= 2) {
+          if (e.isDirectory && (await readPassRecords(join(results, e.name))).size >= 2) {
             runDir = join(results, e.name);
           }
         }
@@ -230,8 +263,11 @@ Deno.test({
     equal(run.endedAt, undefined);
     deepStrictEqual(await new DockerEngine().findByLabel(RUN_LABEL, run.runId), []);
     const cells = await readCells(runDir);
-    ok(cells.size >= 2 && cells.size < 10, `${cells.size} cells kept`);
+    ok(cells.size < 10, `${cells.size} cells complete`);
     ok([...cells.values()].every((c) => c.status === "ok"), "no cell recorded as failed because of the stop");
+    const passes = [...(await readPassRecords(runDir)).values()].flatMap((m) => [...m.values()]);
+    ok(passes.length >= 2, `${passes.length} passes kept`);
+    ok(passes.every((p) => p.status === "ok"), "no pass recorded as failed because of the stop");
     await Deno.remove(dir, { recursive: true });
   },
 });
@@ -283,7 +319,7 @@ Deno.test({
       equal(c.status, "failed");
       ok(c.failure?.startsWith("torch failed verify with fake ("), c.failure);
       ok(c.failure?.endsWith("not benchmarked; fix it or pass --skip-verify"), c.failure);
-      equal(c.oha, undefined, "nothing was measured");
+      equal(c.latencyMs, undefined, "nothing was measured");
     }
     const record = JSON.parse(await Deno.readTextFile(join(results, "verify", "torch__fake.json")));
     equal(record.ok, false);

@@ -1,10 +1,18 @@
 /**
  * Two runs side by side: for every cell both runs hold, each headline figure in both, its change,
- * and whether the change is beyond the noise the runs measured (their repetition ranges do not
- * overlap). Cells only one run holds, and cells whose status changed, are listed apart.
+ * and whether the change is significant (one test per figure on the two cells' per-request data or
+ * window rates, one Holm correction over every change of the comparison). Cells only one run holds,
+ * and cells whose status changed, are listed apart.
  */
-import { distinct } from "../lib/stats/noise.ts";
 import type { CellResult, RunInfo } from "../lib/results/results.ts";
+import {
+  type CellSample,
+  decide,
+  type Difference,
+  FAMILY_ALPHA,
+  testDifference,
+  type Verdict as Test,
+} from "../lib/stats/verdicts.ts";
 import { type Block, type Cell, finite, fmt, type ReportDocument } from "./document.ts";
 import { CELL_COLUMNS, cellIdentity, sortCells } from "./report.ts";
 import { frameworkStyle, type Metric, METRICS } from "./summary.ts";
@@ -15,7 +23,9 @@ export interface Change {
   b?: number;
   /** (b − a) / a × 100. */
   changePercent?: number;
-  /** True when the runs' repetition ranges do not overlap; undefined when either lacks noise. */
+  /** The test of a against b after the comparison's correction; absent for untested figures. */
+  test?: Test;
+  /** True when the test found the change significant. */
   beyondNoise?: boolean;
   /** Whether b is better than a, for this metric's direction; undefined when equal or unknown. */
   improved?: boolean;
@@ -30,6 +40,7 @@ export interface CellComparison {
 
 const COMPARED = [METRICS.texts, METRICS.p50, METRICS.p99, METRICS.rss];
 
+/** One cell's figures in both runs, untested (see testChanges). */
 export function compareCell(a: CellResult, b: CellResult): CellComparison {
   const changes = COMPARED.map((metric): Change => {
     const va = a.status === "ok" ? metric.value(a) : undefined;
@@ -41,11 +52,36 @@ export function compareCell(a: CellResult, b: CellResult): CellComparison {
       a: va,
       b: vb,
       changePercent,
-      beyondNoise: distinct(metric.spread(a), metric.spread(b)),
       improved: vb === va ? undefined : metric.lowerIsBetter ? vb < va : vb > va,
     };
   });
   return { id: a.id, a, b, changes };
+}
+
+/** Tests every change of a comparison and corrects over all of them at once. */
+export function testChanges(
+  cells: CellComparison[],
+  samplesA: Map<string, CellSample>,
+  samplesB: Map<string, CellSample>,
+): void {
+  const pending: { ch: Change; d: Difference }[] = [];
+  for (const c of cells) {
+    for (const ch of c.changes) {
+      if (!ch.metric.tested || !finite(ch.a) || !finite(ch.b)) continue;
+      const sa = samplesA.get(c.id);
+      const sb = samplesB.get(c.id);
+      pending.push({
+        ch,
+        d: sa && sb
+          ? testDifference(ch.metric.tested, sa, sb)
+          : { metric: ch.metric.tested, method: "none", untestable: "no per-request data" },
+      });
+    }
+  }
+  decide(pending.map((p) => p.d)).forEach((t, i) => {
+    pending[i]!.ch.test = t;
+    pending[i]!.ch.beyondNoise = t.significant;
+  });
 }
 
 /** How a change reads: "12.1 → 13.4 (+10.7 %)". */
@@ -68,10 +104,10 @@ function changeCell(c: Change): Cell {
     text: changeText(c),
     className,
     title: c.beyondNoise === undefined
-      ? "noise not measured in one of the runs"
+      ? c.test?.untestable ? `not tested: ${c.test.untestable}` : "not tested"
       : c.beyondNoise
-      ? "the runs' repetition ranges do not overlap"
-      : "within the noise: the runs' repetition ranges overlap",
+      ? `significant (Holm-adjusted p = ${fmt(c.test?.adjustedP, 4)})`
+      : `not significant (Holm-adjusted p = ${fmt(c.test?.adjustedP, 3)})`,
   };
 }
 
@@ -87,7 +123,7 @@ function environmentDiff(a: RunInfo, b: RunInfo): Block {
     ["Docker engine", a.environment.tools.dockerServer ?? "?", b.environment.tools.dockerServer ?? "?"],
     ["oha", a.environment.tools.oha ?? "?", b.environment.tools.oha ?? "?"],
     ["embbench commit", a.environment.git.commit ?? "?", b.environment.git.commit ?? "?"],
-    ["repetitions", String(a.config.repetitions ?? 1), String(b.config.repetitions ?? 1)],
+    ["passes", String(a.config.measurement.passes), String(b.config.measurement.passes)],
   ];
   for (const f of new Set([...Object.keys(a.frameworks), ...Object.keys(b.frameworks)])) {
     const show = (r: RunInfo) => {
@@ -109,8 +145,8 @@ function environmentDiff(a: RunInfo, b: RunInfo): Block {
 
 /** The comparison of run b against run a. */
 export function buildComparison(
-  a: { run: RunInfo; cells: CellResult[] },
-  b: { run: RunInfo; cells: CellResult[] },
+  a: { run: RunInfo; cells: CellResult[]; samples?: Map<string, CellSample> },
+  b: { run: RunInfo; cells: CellResult[]; samples?: Map<string, CellSample> },
 ): ReportDocument {
   const order = [...new Set([...a.run.config.scenarios, ...b.run.config.scenarios].map((s) => s.name))];
   const inB = new Map(b.cells.map((c) => [c.id, c]));
@@ -121,6 +157,8 @@ export function buildComparison(
   const onlyA = sortCells(a.cells.filter((c) => !inB.has(c.id)), order);
   const onlyB = sortCells(b.cells.filter((c) => !inA.has(c.id)), order);
   const bothOk = common.filter((c) => c.a.status === "ok" && c.b.status === "ok");
+  testChanges(bothOk, a.samples ?? new Map(), b.samples ?? new Map());
+  const tested = bothOk.flatMap((c) => c.changes.filter((ch) => ch.test?.significant !== undefined));
   const statusChanged = common.filter((c) => c.a.status !== c.b.status);
   const flagged = bothOk.flatMap((c) => c.changes.filter((ch) => ch.beyondNoise).map((ch) => ({ c, ch })));
   const better = flagged.filter((f) => f.ch.improved).length;
@@ -131,9 +169,11 @@ export function buildComparison(
       kind: "list",
       items: [
         `${common.length} cells in both runs (${bothOk.length} ok in both), ${onlyA.length} only in ${a.run.runId}, ${onlyB.length} only in ${b.run.runId}.`,
-        `${flagged.length} changes beyond the noise: ${better} better, ${
+        `${flagged.length} of ${tested.length} tested changes are significant: ${better} better, ${
           flagged.length - better
-        } worse. A change is beyond the noise when the two runs' ranges over their repetitions do not overlap.`,
+        } worse. Latency changes use the Brown–Mood quantile test on every measured request of both cells, throughput changes Welch's t-test on their window throughputs; one Holm–Bonferroni correction covers every change, so the chance of calling any unchanged cell changed is at most ${
+          FAMILY_ALPHA * 100
+        } %.`,
         `${statusChanged.length} ${
           statusChanged.length === 1 ? "cell" : "cells"
         } changed status (ok ↔ failed).`,
@@ -172,7 +212,7 @@ export function buildComparison(
     {
       kind: "paragraph",
       text:
-        `Each figure reads "${a.run.runId} → ${b.run.runId} (change)". "better" or "worse" marks changes beyond the noise; the others are within it, or one run measured no noise.`,
+        `Each figure reads "${a.run.runId} → ${b.run.runId} (change)". "better" or "worse" marks significant changes; hover a figure for its test.`,
     },
     {
       kind: "table",
@@ -210,7 +250,7 @@ export function buildComparison(
   blocks.push({ kind: "heading", level: 2, text: "Environments" }, environmentDiff(a.run, b.run));
   return {
     title: `embbench: ${b.run.runId} against ${a.run.runId}`,
-    subtitle: `${common.length} cells in common; ${flagged.length} changes beyond the noise.${
+    subtitle: `${common.length} cells in common; ${flagged.length} significant changes.${
       a.run.quick || b.run.quick ? " At least one is a --quick run: not a benchmark result." : ""
     }`,
     blocks,

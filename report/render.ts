@@ -4,6 +4,7 @@
  * summaries of it (report/summary.ts); it measures nothing.
  */
 import type { CellResult, RunInfo } from "../lib/results/results.ts";
+import type { CellSample } from "../lib/stats/verdicts.ts";
 import { blocksToMarkdown, documentToHtml, type ReportDocument } from "./document.ts";
 import { buildReport } from "./report.ts";
 
@@ -17,6 +18,10 @@ export async function renderDocument(doc: ReportDocument): Promise<RenderedRepor
 }
 
 /** The report of one run, as HTML and markdown. */
-export function renderReport(run: RunInfo, cells: CellResult[]): Promise<RenderedReport> {
-  return renderDocument(buildReport(run, cells));
+export function renderReport(
+  run: RunInfo,
+  cells: CellResult[],
+  samples?: Map<string, CellSample>,
+): Promise<RenderedReport> {
+  return renderDocument(buildReport(run, cells, samples));
 }

@@ -4,17 +4,26 @@
  */
 import type { CellResult, RunInfo } from "../lib/results/results.ts";
 import { cpusetSize } from "../lib/server/server.ts";
-import { median, spread } from "../lib/stats/noise.ts";
+import { LOADGEN_BUSY_LIMIT } from "../lib/stats/cell.ts";
+import { quantileSorted } from "../lib/stats/quantiles.ts";
+import { type CellSample, FAMILY_ALPHA } from "../lib/stats/verdicts.ts";
 import { type Block, type Cell, type ChartSpec, finite, fmt, type ReportDocument } from "./document.ts";
 import {
   frameworkOrder,
   frameworkStyle,
   METRICS,
+  percentile,
+  percentileText,
   summarize,
   type Verdict,
   verdictText,
-  withRange,
 } from "./summary.ts";
+
+/** The median of the finite values, or undefined. */
+export function median(values: (number | undefined)[]): number | undefined {
+  const v = values.filter(finite);
+  return v.length ? quantileSorted(Float64Array.from(v).sort(), 0.5) : undefined;
+}
 
 const MIB = 2 ** 20;
 /** Line style per latency percentile, the same in every chart. */
@@ -49,10 +58,19 @@ const axis = (title: string, log = false) => ({
 function concurrencyCells(ok: CellResult[]): { cells: CellResult[]; source: string } {
   const sweep = ok.filter((c) => c.scenario === "sweep");
   if (sweep.length) return { cells: sweep, source: "the concurrency sweep" };
-  return { cells: ok.filter((c) => c.batchSize === 1), source: "the batch-1 scenarios" };
+  return {
+    cells: ok.filter((c) => c.batchSize === 1 && c.rateFraction === undefined),
+    source: "the batch-1 scenarios",
+  };
 }
 
-function modelSection(model: string, ok: CellResult[], all: CellResult[], serverCpus: number): Block[] {
+function modelSection(
+  model: string,
+  ok: CellResult[],
+  all: CellResult[],
+  serverCpus: number,
+  targets: Record<string, number>,
+): Block[] {
   const blocks: Block[] = [{ kind: "heading", level: 2, text: `Charts: ${model}` }];
   const charts: ChartSpec[] = [];
   const key = model.replace(/[^a-z0-9]+/gi, "-");
@@ -73,7 +91,7 @@ function modelSection(model: string, ok: CellResult[], all: CellResult[], server
       title: `${model}, ${seq} tokens: latency vs concurrency`,
       note: `From ${source}, batch ${
         group[0]!.batchSize
-      }. Solid p50, dashed p95, dotted p99; both axes logarithmic.`,
+      }, every measured request of every pass. Solid p50, dashed p95, dotted p99; a percentile whose sample is too small is left out. Both axes logarithmic.`,
       config: {
         type: "line",
         data: {
@@ -83,7 +101,7 @@ function modelSection(model: string, ok: CellResult[], all: CellResult[], server
                 label: `${frameworkStyle(f).label} ${p.label}`,
                 // One legend entry per framework; the note explains the line styles.
                 hideInLegend: p.key !== "p50",
-                data: points(f, (c) => c.oha?.latencyMs[p.key]),
+                data: points(f, (c) => percentile(c, p.key)),
                 borderDash: p.dash,
                 pointStyle: p.point,
                 borderWidth: p.key === "p50" ? 2 : 1.5,
@@ -153,8 +171,8 @@ function modelSection(model: string, ok: CellResult[], all: CellResult[], server
     const mine = all.filter((c) => c.framework === f);
     return {
       f,
-      load: spread(mine.map((c) => c.loadTimeMs))?.median,
-      cold: spread(mine.map((c) => c.firstRequestMs))?.median,
+      load: median(mine.map((c) => c.loadTimeMs)),
+      cold: median(mine.map((c) => c.firstRequestMs)),
     };
   });
   for (
@@ -185,7 +203,8 @@ function modelSection(model: string, ok: CellResult[], all: CellResult[], server
   // Batching: texts/s of the concurrency-1 scenarios, by batch size.
   for (const seq of seqs) {
     const single = ok.filter((c) =>
-      c.sequenceLength === seq && c.scenario !== "sweep" && c.concurrency === 1
+      c.sequenceLength === seq && c.scenario !== "sweep" && c.concurrency === 1 &&
+      c.rateFraction === undefined
     );
     const batches = [...new Set(single.map((c) => c.batchSize))].sort((a, b) => a - b);
     if (batches.length < 2) continue;
@@ -212,50 +231,127 @@ function modelSection(model: string, ok: CellResult[], all: CellResult[], server
       },
     });
   }
-  blocks.push({ kind: "charts", charts }, ...heatmaps);
+  blocks.push({ kind: "charts", charts }, ...heatmaps, ...openLoopSection(model, ok, targets));
+  return blocks;
+}
+
+/** The highest offered rate whose p99 meets the target, per framework; undefined when none does. */
+export function bestRateWithin(cells: CellResult[], targetMs: number): CellResult | undefined {
+  return cells.filter((c) => {
+    const p99 = percentile(c, "p99");
+    return finite(p99) && p99 <= targetMs;
+  }).sort((a, b) => (b.openLoop?.offeredRps ?? 0) - (a.openLoop?.offeredRps ?? 0))[0];
+}
+
+/** Latency against offered load (open loop), and the highest rate that meets the p99 target. */
+function openLoopSection(model: string, ok: CellResult[], targets: Record<string, number>): Block[] {
+  const rate = ok.filter((c) => c.rateFraction !== undefined && c.openLoop);
+  if (!rate.length) return [];
+  const key = model.replace(/[^a-z0-9]+/gi, "-");
+  const blocks: Block[] = [{
+    kind: "heading",
+    level: 3,
+    text: `${model}: latency under a fixed arrival rate`,
+  }];
+  const charts: ChartSpec[] = [];
+  const rows: Cell[][] = [];
+  for (const seq of [...new Set(rate.map((c) => c.sequenceLength))].sort((a, b) => a - b)) {
+    const group = rate.filter((c) => c.sequenceLength === seq);
+    const fws = frameworkOrder(group.map((c) => c.framework));
+    const target = targets[String(seq)];
+    charts.push({
+      id: `rate-${key}-${seq}`,
+      title: `${model}, ${seq} tokens: latency vs offered load`,
+      note:
+        `Open loop: requests sent at a fixed rate (a fraction of the framework's best closed-loop throughput), latency counted from each request's scheduled send time. Solid p50, dotted p99${
+          target ? `; the p99 target is ${target} ms` : ""
+        }.`,
+      config: {
+        type: "line",
+        data: {
+          datasets: fws.flatMap((f) =>
+            (["p50", "p99"] as const).map((k) =>
+              frameworkDataset(f, {
+                label: `${frameworkStyle(f).label} ${k}`,
+                hideInLegend: k !== "p50",
+                data: group.filter((c) => c.framework === f)
+                  .sort((a, b) => a.openLoop!.offeredRps - b.openLoop!.offeredRps)
+                  .map((c) => ({ x: c.openLoop!.offeredRps, y: percentile(c, k) }))
+                  .filter((pt) => finite(pt.y)),
+                borderDash: k === "p50" ? [] : [2, 2],
+              })
+            )
+          ),
+        },
+        options: { scales: { x: axis("offered load (requests / s)"), y: axis("latency (ms)", true) } },
+      },
+    });
+    for (const f of fws) {
+      const mine = group.filter((c) => c.framework === f);
+      const best = target !== undefined ? bestRateWithin(mine, target) : undefined;
+      rows.push([
+        { text: frameworkStyle(f).label, swatch: frameworkStyle(f).colour },
+        String(seq),
+        target !== undefined ? fmt(target, 0) : "–",
+        fmt(mine[0]?.openLoop?.capacityRps, 1),
+        best
+          ? `${fmt(best.openLoop!.offeredRps, 1)} (${fmt(best.rateFraction! * 100, 0)} %)`
+          : "none of the offered rates",
+      ]);
+    }
+  }
+  blocks.push({ kind: "charts", charts }, {
+    kind: "table",
+    columns: ["framework", "seq", "p99 target ms", "closed-loop capacity req/s", "highest rate meeting it"],
+    textColumns: 1,
+    rows,
+  });
   return blocks;
 }
 
 function verdictCell(v: Verdict): Cell {
   return {
     text: verdictText(v),
-    className: v.beyondNoise === undefined ? undefined : v.beyondNoise ? "beyond" : "noise",
+    className: v.test?.significant === undefined ? undefined : v.test.significant ? "beyond" : "noise",
     swatch: v.ranking[0] ? frameworkStyle(v.ranking[0].framework).colour : undefined,
   };
 }
 
-function summarySection(cells: CellResult[], run: RunInfo): Block[] {
-  const rows = summarize(cells, run.config.scenarios.map((s) => s.name));
+function summarySection(cells: CellResult[], run: RunInfo, samples: Map<string, CellSample>): Block[] {
+  const rows = summarize(cells, run.config.scenarios.map((s) => s.name), samples);
   const blocks: Block[] = [{ kind: "heading", level: 2, text: "Summary" }];
   if (!rows.length) {
     return [...blocks, { kind: "paragraph", text: "No cell completed, so there is nothing to rank." }];
   }
+  const verdicts = rows.flatMap((r) => r.verdicts).filter((v) => v.test?.significant !== undefined);
   blocks.push({
     kind: "paragraph",
     text:
-      `The leader per scenario and sequence length, its margin over the runner-up, and whether that margin is beyond the noise: "beyond noise" means the two frameworks' ranges over ${
-        run.config.repetitions ?? 1
-      } repetition(s) do not overlap; "within noise" means they do, so the order may not hold in another run. Latency is at the scenario's concurrency (the sweep: its lowest level); the sweep's throughput is each framework's best level; memory is peak RSS (the sweep: its highest).`,
+      `The leader per scenario and sequence length, its margin over the runner-up, and whether that margin is significant. Latency verdicts use the Brown–Mood quantile test on every measured request of both cells; throughput verdicts use Welch's t-test on the cells' window throughputs. One Holm–Bonferroni correction covers all ${verdicts.length} tested verdicts of this summary, so the chance that any verdict calls two identical configurations different is at most ${
+        FAMILY_ALPHA * 100
+      } %. Latency is at the scenario's concurrency (the sweep: its lowest level); the sweep's throughput is each framework's best level; memory is peak RSS (the sweep: its highest) and is not tested.`,
   });
-  const ranges = cells.flatMap((c) => {
-    const s = c.status === "ok" ? c.noise?.textsPerSecond : undefined;
-    return s && s.n > 1 ? [{ id: c.id, pct: s.relativeRangePercent }] : [];
-  }).sort((a, b) => a.pct - b.pct);
-  if (ranges.length) {
-    const widest = ranges.at(-1)!;
-    blocks.push({
-      kind: "paragraph",
-      text:
-        `Noise in this run: across ${ranges.length} cells, the spread of throughput between a cell's repetitions (max − min, as % of the median) has a median of ${
-          fmt(median(ranges.map((r) => r.pct)), 1)
-        } % and a maximum of ${fmt(widest.pct, 1)} % (${widest.id}).`,
-    });
-  } else {
-    blocks.push({
-      kind: "paragraph",
-      text: "This run measured no noise (one repetition per cell): no margin below can be judged against it.",
-    });
-  }
+  const unsteady = cells.filter((c) => c.status === "ok" && c.steady === false);
+  const overloaded = cells.filter((c) => c.status === "ok" && c.loadgen?.overloaded);
+  const dropped = cells.filter((c) => c.status === "ok" && c.connections?.keepAliveDropped);
+  blocks.push({
+    kind: "paragraph",
+    text: [
+      `${cells.filter((c) => c.status === "ok").length - unsteady.length} of ${
+        cells.filter((c) => c.status === "ok").length
+      } cells reached steady state in every pass${
+        unsteady.length ? ` (not: ${unsteady.map((c) => c.id).join(", ")})` : ""
+      }.`,
+      overloaded.length
+        ? `The load generator was over ${
+          LOADGEN_BUSY_LIMIT * 100
+        } % busy in ${overloaded.length} cell(s), whose figures may be limited by it: ${
+          overloaded.map((c) => c.id).join(", ")
+        }.`
+        : `The load generator stayed under ${LOADGEN_BUSY_LIMIT * 100} % busy in every cell.`,
+      dropped.length ? `Keep-alive was dropped in: ${dropped.map((c) => c.id).join(", ")}.` : "",
+    ].filter(Boolean).join(" "),
+  });
   blocks.push({
     kind: "table",
     columns: [
@@ -300,23 +396,26 @@ export function cellIdentity(c: CellResult, status: Cell): Cell[] {
 }
 
 function cellTable(cells: CellResult[]): Block {
-  const n = METRICS;
   return {
     kind: "table",
     columns: [
       ...CELL_COLUMNS,
-      "reps",
+      "passes × windows",
+      "requests",
       "req/s",
-      "texts/s (range)",
-      "p50 ms (range)",
+      "texts/s",
+      "p50 ms [95 % CI]",
+      "p90 ms",
       "p95 ms",
-      "p99 ms (range)",
+      "p99 ms [95 % CI]",
       "p99.9 ms",
+      "mean ms",
       "errors",
+      "steady",
+      "loadgen busy",
+      "connections / window",
       "CPU % mean",
-      "CPU % peak",
-      "RSS MiB mean",
-      "RSS MiB peak (range)",
+      "RSS MiB peak",
       "load ms",
       "cold ms",
     ],
@@ -324,18 +423,28 @@ function cellTable(cells: CellResult[]): Block {
     rowClasses: cells.map((c) => c.status),
     rows: cells.map((c) => [
       ...cellIdentity(c, c.status === "ok" ? "ok" : { text: "failed", title: c.failure }),
-      String(c.repetitions?.length ?? (c.oha ? 1 : 0)),
-      fmt(c.oha?.throughputRps, 1),
-      withRange(c.textsPerSecond, n.texts.spread(c), 1),
-      withRange(c.oha?.latencyMs.p50, n.p50.spread(c), 2),
-      fmt(c.oha?.latencyMs.p95, 2),
-      withRange(c.oha?.latencyMs.p99, n.p99.spread(c), 2),
-      fmt(c.oha?.latencyMs.p999, 2),
-      c.oha ? `${fmt(c.oha.errorRate * 100, 2)} %` : "–",
+      c.counts ? `${c.counts.passes} × ${fmt(c.counts.windows / Math.max(1, c.counts.passes), 1)}` : "–",
+      fmt(c.counts?.successful, 0),
+      fmt(c.throughputRps, 1),
+      fmt(c.textsPerSecond, 1),
+      percentileText(c, "p50", 2, true),
+      percentileText(c, "p90"),
+      percentileText(c, "p95"),
+      percentileText(c, "p99", 2, true),
+      percentileText(c, "p999"),
+      fmt(c.latencyMs?.mean, 2),
+      c.errorRate !== undefined ? `${fmt(c.errorRate * 100, 2)} %` : "–",
+      c.steady === undefined ? "–" : c.steady ? "yes" : "no",
+      c.loadgen?.busyMax !== undefined
+        ? `${fmt(c.loadgen.busyMax * 100, 0)} %${c.loadgen.overloaded ? " (over limit)" : ""}`
+        : "–",
+      c.connections?.openedMax !== undefined
+        ? `${fmt(c.connections.openedMax, 0)} of ${c.connections.perWindow}${
+          c.connections.keepAliveDropped ? " (keep-alive dropped)" : ""
+        }`
+        : "–",
       fmt(c.resources?.cpuPercentMean, 0),
-      fmt(c.resources?.cpuPercentPeak, 0),
-      fmt(c.resources ? c.resources.rssBytesMean / MIB : undefined, 0),
-      withRange(n.rss.value(c), n.rss.spread(c), 0),
+      fmt(METRICS.rss.value(c), 0),
       fmt(c.loadTimeMs, 0),
       fmt(c.firstRequestMs, 1),
     ]),
@@ -437,20 +546,43 @@ function methodologySection(run: RunInfo): Block[] {
     `Each framework serves from its own container, one at a time, pinned to CPUs ${run.cpus.server} with a ${c.container.memory_limit} memory limit, NUM_THREADS set to ${
       cpusetSize(run.cpus.server)
     } (the cpuset's size), batches of at most ${c.container.max_batch} texts and ${c.container.max_inflight} request(s) computed at a time.`,
-    `Load: oha pinned to CPUs ${run.cpus.loadgen}, closed loop (each of c connections sends its next request when the previous one is answered), a fixed number of requests per cell, uncompressed answers, 120 s timeout per request.`,
+    `Load: oha pinned to CPUs ${run.cpus.loadgen}, uncompressed answers, a ${c.measurement.timeout_s} s timeout per request. Closed loop: each of c connections sends its next request when the previous one is answered.${
+      c.open_loop
+        ? ` Open loop: requests arrive at a fixed rate, ${
+          c.open_loop.fractions.map((f) => `${f * 100} %`).join(", ")
+        } of the framework's best closed-loop batch-1 throughput at that sequence length (from the sweep), over up to ${c.open_loop.connections} connections, latency counted from each request's scheduled send time (oha -q with --latency-correction).`
+        : ""
+    }`,
     `Request bodies: for each sequence length (${
       c.input.sequence_lengths.join(", ")
-    } tokens), texts of exactly that many tokens, special tokens included, batch size per scenario.`,
-    `Before a framework's first cell the harness records its load time (container start to healthy /health) and one cold /embed; then ${c.input.warmup_requests} warm-up requests per request body, untimed.`,
-    `Repetitions: each cell's requests are split over ${
-      c.repetitions ?? 1
-    } back-to-back oha runs. The cell's throughput counts all of them; its percentiles are the median of the runs' percentiles; the min–max range over the runs is the cell's noise, shown in brackets.`,
-    `Resources: CPU and memory are read from the container's cgroup every 250 ms during each run. CPU % is of one CPU (${
+    } tokens) and batch size, distinct bodies (one per line, oha picks one at random per request), texts of exactly that many tokens, special tokens included, so no server can answer from a cache.`,
+    `Passes: every cell is measured in ${c.measurement.passes} pass(es). Each pass starts every framework's container afresh and takes the frameworks in turn, starting one further each pass, so drift over time is not blamed on one framework. Load time (container start to healthy /health) and one first /embed are recorded per container.`,
+    `Each pass of a cell: a discarded warm-up of max(${c.input.warmup_requests}, 2 × concurrency) requests at the cell's own concurrency over oha's connections, then windows of ${c.measurement.window_s} s (longer for cells too slow to fill one with 20 requests) until the last ${c.measurement.steady_windows} windows' throughput agree within ${
+      c.measurement.steady_tolerance * 100
+    } % and the pass has its share of the cell's requests, or ${c.measurement.max_s} s of windows pass. Cells that did not reach steady state are marked. In each window the requests sent before its first answer (one per connection: connection set-up and the initial burst) are set apart; throughput counts answers completed between the first answer and the deadline.`,
+    `Figures: every percentile (p50, p90, p95, p99, p99.9), the mean, min and max come from the pooled measured successful requests of all windows of all passes, never from other percentiles. Each percentile has a 95 % distribution-free confidence interval from order statistics. A percentile p is shown only when the cell has at least 10 / (1 − p) requests (1,000 for p99, 10,000 for p99.9); otherwise it says how many it needs. Every request is kept in logs/requests/.`,
+    `Verdicts: a lead or a change is significant when its test (Brown–Mood quantile test on the per-request latencies; Welch's t-test on window throughputs) passes after one Holm–Bonferroni correction over all verdicts of the summary or comparison, family-wise error ${
+      FAMILY_ALPHA * 100
+    } %. The tests treat requests (or windows) as independent, which queueing does not guarantee; cells measured in several passes spread the risk over container starts.`,
+    `Load generator: oha's own CPU time is measured in every window; a cell where it was over ${
+      LOADGEN_BUSY_LIMIT * 100
+    } % busy is flagged. Connections opened per window are counted (kernel TCP ActiveOpens); more than the concurrency, beyond 10 % + 2, marks a server that drops keep-alive.${
+      run.placement
+        ? ` The harness and the container engine ran on CPUs ${run.placement.cpus}${
+          run.placement.notMoved.length ? `, except: ${run.placement.notMoved.join("; ")}` : ""
+        }.`
+        : ""
+    }`,
+    `Resources: CPU and memory are read from the container's cgroup every 250 ms during each pass's windows. CPU % is of one CPU (${
       cpusetSize(run.cpus.server) * 100
     } = every server CPU busy); RSS is anonymous memory.`,
-    `A cell fails when its error rate is above ${
+    `A cell fails when its failed fraction of requests is above ${
       fmt(c.max_error_rate * 100, 2)
-    } %, when its container exits (crash, OOM kill) or when its server does not come up; throughput and latency count successful (2xx) responses only.`,
+    } %, when its container exits (crash, OOM kill) or when its server does not come up. Throughput counts successful (2xx) answers only${
+      c.max_error_rate > 0
+        ? `; because failures are tolerated, each failed request counts at the ${c.measurement.timeout_s} s timeout in the percentiles`
+        : ""
+    }.`,
   ];
   if (run.quick) {
     items.unshift(
@@ -485,8 +617,15 @@ function methodologySection(run: RunInfo): Block[] {
   ];
 }
 
-/** The report of one run. */
-export function buildReport(run: RunInfo, cellList: CellResult[]): ReportDocument {
+/**
+ * The report of one run. `samples` holds each cell's per-request latencies and window rates (read
+ * from logs/ by the caller) for the summary's tests; without them verdicts say "not tested".
+ */
+export function buildReport(
+  run: RunInfo,
+  cellList: CellResult[],
+  samples: Map<string, CellSample> = new Map(),
+): ReportDocument {
   const cells = sortCells(cellList, run.config.scenarios.map((s) => s.name));
   const ok = cells.filter((c) => c.status === "ok");
   const failed = cells.length - ok.length;
@@ -498,15 +637,21 @@ export function buildReport(run: RunInfo, cellList: CellResult[]): ReportDocumen
       run.interrupted ? "; the run was interrupted" : ""
     }${run.quick ? ". A --quick run: small model, short cells, not a benchmark result." : "."}`,
     blocks: [
-      ...summarySection(cells, run),
+      ...summarySection(cells, run, samples),
       ...models.flatMap((m) =>
-        modelSection(m, ok.filter((c) => c.model === m), cells.filter((c) => c.model === m), serverCpus)
+        modelSection(
+          m,
+          ok.filter((c) => c.model === m),
+          cells.filter((c) => c.model === m),
+          serverCpus,
+          run.config.open_loop?.p99_target_ms ?? {},
+        )
       ),
       { kind: "heading", level: 2, text: "Every cell" },
       {
         kind: "paragraph",
         text:
-          "Ranges in brackets are min–max over the cell's repetitions. Throughput and latency count successful (2xx) responses only. CPU % is of one CPU. Load ms is container start to healthy; cold ms is the first request after healthy.",
+          "Percentiles come from every measured request of the cell; brackets hold 95 % confidence intervals. A percentile its sample cannot support says how many requests it needs. Throughput and latency count successful (2xx) responses only. CPU % is of one CPU. Load ms is the median over the cell's containers of container start to healthy; cold ms is the first request after healthy.",
       },
       cellTable(cells),
       ...failedSection(cells),

@@ -1,12 +1,20 @@
 /**
  * Summaries of recorded cells: the figures the report ranks frameworks by, which framework leads
- * each scenario, by how much, and whether that lead is larger than the measured noise. Nothing is
- * measured here; every value comes from the cell files.
+ * each scenario, by how much, and whether the lead is statistically significant (lib/stats/verdicts.ts:
+ * one test per verdict on the per-request data or window rates, one Holm correction over the whole
+ * summary). Nothing is measured here; every value comes from the cell files and request logs.
  */
-import type { CellNoise, Spread } from "../lib/stats/noise.ts";
-import { distinct } from "../lib/stats/noise.ts";
 import { findFramework, FRAMEWORKS } from "../lib/frameworks.ts";
 import type { CellResult } from "../lib/results/results.ts";
+import type { PercentileKey } from "../lib/stats/quantiles.ts";
+import {
+  type CellSample,
+  decide,
+  type Difference,
+  testDifference,
+  type TestedMetric,
+  type Verdict as Test,
+} from "../lib/stats/verdicts.ts";
 import { finite, fmt } from "./document.ts";
 
 /** A figure the report ranks by. */
@@ -18,13 +26,14 @@ export interface Metric {
   /** Decimal places to show. */
   digits: number;
   value(c: CellResult): number | undefined;
-  spread(c: CellResult): Spread | undefined;
+  /** The test that decides whether two cells differ in this figure; none for memory (one sample per pass). */
+  tested?: TestedMetric;
 }
 
 const MIB = 2 ** 20;
-const scaled = (s: Spread | undefined, f: number): Spread | undefined =>
-  s && { ...s, min: s.min / f, median: s.median / f, max: s.max / f };
-const noise = (c: CellResult, k: keyof CellNoise) => c.noise?.[k];
+
+/** A percentile of a cell, or undefined when its sample cannot support it. */
+export const percentile = (c: CellResult, key: PercentileKey) => c.latencyMs?.percentiles[key].value;
 
 export const METRICS: Record<Metric["id"], Metric> = {
   p50: {
@@ -33,8 +42,8 @@ export const METRICS: Record<Metric["id"], Metric> = {
     unit: "ms",
     lowerIsBetter: true,
     digits: 2,
-    value: (c) => c.oha?.latencyMs.p50,
-    spread: (c) => noise(c, "p50Ms"),
+    value: (c) => percentile(c, "p50"),
+    tested: "p50",
   },
   p99: {
     id: "p99",
@@ -42,8 +51,8 @@ export const METRICS: Record<Metric["id"], Metric> = {
     unit: "ms",
     lowerIsBetter: true,
     digits: 2,
-    value: (c) => c.oha?.latencyMs.p99,
-    spread: (c) => noise(c, "p99Ms"),
+    value: (c) => percentile(c, "p99"),
+    tested: "p99",
   },
   texts: {
     id: "texts",
@@ -52,7 +61,7 @@ export const METRICS: Record<Metric["id"], Metric> = {
     lowerIsBetter: false,
     digits: 1,
     value: (c) => c.textsPerSecond,
-    spread: (c) => noise(c, "textsPerSecond"),
+    tested: "throughput",
   },
   rss: {
     id: "rss",
@@ -61,7 +70,6 @@ export const METRICS: Record<Metric["id"], Metric> = {
     lowerIsBetter: true,
     digits: 0,
     value: (c) => (c.resources ? c.resources.rssBytesPeak / MIB : undefined),
-    spread: (c) => scaled(noise(c, "rssBytesPeak"), MIB),
   },
 };
 
@@ -87,21 +95,22 @@ export function frameworkOrder(ids: Iterable<string>): string[] {
 export interface Entry {
   framework: string;
   value: number;
-  spread?: Spread;
   concurrency: number;
+  cellId: string;
 }
 
-/** Who leads one metric, by how much, and whether the lead is beyond the noise. */
+/** Who leads one metric, by how much, and whether the lead is significant. */
 export interface Verdict {
   metric: Metric;
   /** Frameworks best first. */
   ranking: Entry[];
   /** How much better the leader is than the runner-up, percent of the runner-up's figure. */
   marginPercent?: number;
-  /** True when their repetition ranges do not overlap; undefined when noise was not measured. */
-  beyondNoise?: boolean;
+  /** The test of leader against runner-up, after the summary's correction; absent for untested figures. */
+  test?: Test;
 }
 
+/** Ranks entries; the test is added later, once every verdict of the family is known. */
 export function rank(metric: Metric, entries: Entry[]): Verdict {
   const ranking = [...entries].sort((a, b) => (metric.lowerIsBetter ? a.value - b.value : b.value - a.value));
   const [first, second] = ranking;
@@ -109,7 +118,26 @@ export function rank(metric: Metric, entries: Entry[]): Verdict {
   const marginPercent = second.value === 0
     ? undefined
     : (Math.abs(second.value - first.value) / second.value) * 100;
-  return { metric, ranking, marginPercent, beyondNoise: distinct(first.spread, second.spread) };
+  return { metric, ranking, marginPercent };
+}
+
+/**
+ * Tests each verdict's leader against its runner-up and corrects over all of them at once (one
+ * family). Cells without a sample are untestable.
+ */
+export function testVerdicts(verdicts: Verdict[], samples: Map<string, CellSample>): void {
+  const pending: { v: Verdict; d: Difference }[] = [];
+  for (const v of verdicts) {
+    const [first, second] = v.ranking;
+    if (!first || !second || !v.metric.tested) continue;
+    const a = samples.get(first.cellId);
+    const b = samples.get(second.cellId);
+    const d: Difference = a && b
+      ? testDifference(v.metric.tested, a, b)
+      : { metric: v.metric.tested, method: "none", untestable: "no per-request data" };
+    pending.push({ v, d });
+  }
+  decide(pending.map((p) => p.d)).forEach((t, i) => (pending[i]!.v.test = t));
 }
 
 /** One line of the summary: a model, sequence length and scenario, and the leader per metric. */
@@ -128,7 +156,7 @@ export interface SummaryRow {
 const entryOf = (metric: Metric, c: CellResult): Entry | undefined => {
   const value = metric.value(c);
   return finite(value)
-    ? { framework: c.framework, value, spread: metric.spread(c), concurrency: c.concurrency }
+    ? { framework: c.framework, value, concurrency: c.concurrency, cellId: c.id }
     : undefined;
 };
 
@@ -143,10 +171,16 @@ function bestCell(metric: Metric, cells: CellResult[]): CellResult | undefined {
 /**
  * Per model, sequence length and scenario: the leader in p50 and p99 latency (at the scenario's
  * concurrency; for the sweep at its lowest level), in throughput (for the sweep at each framework's
- * best level), and in memory (for the sweep, the highest peak over its levels).
+ * best level), and in memory (for the sweep, the highest peak over its levels). Each lead is tested
+ * against the runner-up, with one correction over the whole summary. Open-loop cells are summarised
+ * apart (their latency depends on the offered rate).
  */
-export function summarize(cells: CellResult[], scenarioOrder: string[]): SummaryRow[] {
-  const ok = cells.filter((c) => c.status === "ok");
+export function summarize(
+  cells: CellResult[],
+  scenarioOrder: string[],
+  samples: Map<string, CellSample> = new Map(),
+): SummaryRow[] {
+  const ok = cells.filter((c) => c.status === "ok" && c.rateFraction === undefined);
   const rows: SummaryRow[] = [];
   const models = [...new Set(ok.map((c) => c.model))].sort();
   const order = (s: string) => (s === "sweep" ? scenarioOrder.length : scenarioOrder.indexOf(s) + 1 || 999);
@@ -188,15 +222,27 @@ export function summarize(cells: CellResult[], scenarioOrder: string[]): Summary
       }
     }
   }
+  testVerdicts(rows.flatMap((r) => r.verdicts), samples);
   return rows;
 }
 
-/** "12.3 (11.9–12.8)": the value and its repetition range, when noise was measured. */
-export function withRange(value: number | undefined, s: Spread | undefined, digits: number): string {
-  if (!finite(value)) return "–";
-  return s && s.n > 1
-    ? `${fmt(value, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`
-    : fmt(value, digits);
+/** How a percentile reads: its value, or what its sample lacks ("needs ≥ 1,000 requests"). */
+export function percentileText(c: CellResult, key: PercentileKey, digits = 2, interval = false): string {
+  const q = c.latencyMs?.percentiles[key];
+  if (!q) return "–";
+  if (q.value === undefined) return `needs ≥ ${fmt(q.needs, 0)} requests`;
+  return interval && finite(q.lower) && finite(q.upper)
+    ? `${fmt(q.value, digits)} [${fmt(q.lower, digits)}–${fmt(q.upper, digits)}]`
+    : fmt(q.value, digits);
+}
+
+/** How a test reads: "significant (adjusted p = 0.001)", "not significant (...)" or why it was not made. */
+export function testText(t: Test | undefined): string {
+  if (!t) return "not tested";
+  if (t.untestable) return `not tested: ${t.untestable}`;
+  return `${t.significant ? "significant" : "not significant"} (adjusted p = ${
+    t.adjustedP! < 0.001 ? "< 0.001" : fmt(t.adjustedP, 3)
+  })`;
 }
 
 /** How a verdict reads in a table cell. */
@@ -210,10 +256,5 @@ export function verdictText(v: Verdict): string {
   const margin = `${fmt(v.marginPercent, 1)} % ${v.metric.lowerIsBetter ? "lower" : "higher"} than ${
     frameworkStyle(second.framework).label
   }`;
-  const noiseNote = v.beyondNoise === undefined
-    ? "noise not measured"
-    : v.beyondNoise
-    ? "beyond noise"
-    : "within noise";
-  return `${lead}; ${margin}; ${noiseNote}`;
+  return `${lead}; ${margin}; ${v.metric.tested ? testText(v.test) : "not tested (one figure per pass)"}`;
 }

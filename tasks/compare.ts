@@ -23,8 +23,8 @@ export async function run(opts: GlobalOptions, args: string[], flags: { out?: st
   if (!a || !b) throw new UsageError("compare needs two runs: embbench compare <run-a> <run-b>");
   const [ra, rb] = await Promise.all([loadRun(a), loadRun(b)]);
   const doc = buildComparison(
-    { run: ra.run, cells: [...ra.cells.values()] },
-    { run: rb.run, cells: [...rb.cells.values()] },
+    { run: ra.run, cells: [...ra.cells.values()], samples: ra.samples },
+    { run: rb.run, cells: [...rb.cells.values()], samples: rb.samples },
   );
   const common = [...ra.cells.keys()].filter((id) => rb.cells.has(id)).length;
   if (common === 0) {

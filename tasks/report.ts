@@ -3,13 +3,27 @@ import { join, resolve } from "node:path";
 import type { GlobalOptions } from "../lib/context.ts";
 import { UsageError } from "../lib/errors.ts";
 import { log, output } from "../lib/log.ts";
-import { latestRun, readCells, readRun, type RunInfo } from "../lib/results/results.ts";
+import { readCellRequests } from "../lib/load/requests.ts";
+import {
+  type CellResult,
+  latestRun,
+  readCells,
+  readRun,
+  type RunInfo,
+  runPaths,
+} from "../lib/results/results.ts";
+import { type CellSample, cellSample } from "../lib/stats/verdicts.ts";
 import { renderReport } from "../report/render.ts";
 
+/** A run folder read: run.json, the cells, and each ok cell's per-request sample for the tests. */
+export interface LoadedRun {
+  run: RunInfo;
+  cells: Map<string, CellResult>;
+  samples: Map<string, CellSample>;
+}
+
 /** Reads a run folder, or says plainly why it is not one. */
-export async function loadRun(
-  runDir: string,
-): Promise<{ run: RunInfo; cells: Awaited<ReturnType<typeof readCells>> }> {
+export async function loadRun(runDir: string): Promise<LoadedRun> {
   let run: RunInfo;
   try {
     run = await readRun(runDir);
@@ -17,11 +31,20 @@ export async function loadRun(
     throw new UsageError(
       e instanceof SyntaxError
         ? `Cannot read ${join(runDir, "run.json")}: ${e.message}`
-        : `${runDir} holds no run.json: expected a folder made by 'embbench run'`,
+        : e instanceof Deno.errors.NotFound
+        ? `${runDir} holds no run.json: expected a folder made by 'embbench run'`
+        : (e as Error).message,
     );
   }
   try {
-    return { run, cells: await readCells(runDir) };
+    const cells = await readCells(runDir);
+    const samples = new Map<string, CellSample>();
+    for (const c of cells.values()) {
+      if (c.status !== "ok") continue;
+      const requests = await readCellRequests(runPaths(runDir).logs, c.id);
+      if (requests.length) samples.set(c.id, cellSample(requests, c.windowRps ?? []));
+    }
+    return { run, cells, samples };
   } catch (e) {
     throw new UsageError(`Cannot read the cells of ${runDir}: ${(e as Error).message}`);
   }
@@ -30,10 +53,10 @@ export async function loadRun(
 /** Renders a run folder's report (report.html and report.md) and returns the HTML's path. */
 export async function writeReport(
   runDir: string,
-  loaded?: Awaited<ReturnType<typeof loadRun>>,
+  loaded?: LoadedRun,
 ): Promise<string> {
-  const { run, cells } = loaded ?? await loadRun(runDir);
-  const { html, markdown } = await renderReport(run, [...cells.values()]);
+  const { run, cells, samples } = loaded ?? await loadRun(runDir);
+  const { html, markdown } = await renderReport(run, [...cells.values()], samples);
   const path = join(runDir, "report.html");
   await Deno.writeTextFile(path, html);
   await Deno.writeTextFile(join(runDir, "report.md"), markdown);

@@ -103,12 +103,45 @@ const ContainerSchema = z.strictObject({
   health_timeout_s: positiveInt,
 });
 
+const positiveNumber = z.number().positive();
+
+/** How each cell is measured: warm-up, windows, steady state, passes. */
+const MeasurementSchema = z.strictObject({
+  /** Length of one measured window, seconds (lengthened for cells too slow to fill it). */
+  window_s: positiveNumber,
+  /** Steady state: the last this-many windows' throughput agree within steady_tolerance. */
+  steady_windows: z.number().int().min(2),
+  /** (max − min) / median of those windows' throughput, as a fraction. */
+  steady_tolerance: z.number().positive().max(1),
+  /** A pass stops measuring after this many seconds of windows, steady or not. */
+  max_s: positiveNumber,
+  /** Passes per cell, each in a fresh container, frameworks taken in turn (at least two). */
+  passes: z.number().int().min(1),
+  /** Per-request timeout, seconds; a tolerated failure counts at this latency. */
+  timeout_s: positiveNumber,
+});
+export type Measurement = z.infer<typeof MeasurementSchema>;
+
+/** The open-loop (fixed arrival rate) scenario, MLPerf's Server scenario. */
+const OpenLoopSchema = z.strictObject({
+  /** Offered loads as fractions of the framework's measured closed-loop capacity. */
+  fractions: z.array(z.number().positive().max(1)).min(1),
+  /** Connections oha may hold open (enough that arrivals never wait for one). */
+  connections: positiveInt,
+  /** Measured requests per cell at least, like a scenario's num_requests. */
+  num_requests: positiveInt,
+  /** The p99 latency target per sequence length, ms: the report names the highest rate that meets it. */
+  p99_target_ms: z.record(z.string().regex(/^\d+$/), positiveNumber),
+});
+export type OpenLoop = z.infer<typeof OpenLoopSchema>;
+
 const QuickSchema = z.strictObject({
   active_models: z.array(z.string()).min(1).optional(),
   scenarios: z.array(ScenarioSchema).min(1).optional(),
   concurrency_sweep: SweepSchema.optional(),
   input: InputSchema.optional(),
-  repetitions: positiveInt.optional(),
+  measurement: MeasurementSchema.partial().optional(),
+  open_loop: OpenLoopSchema.partial().optional(),
 });
 
 export const BenchmarkConfigSchema = z.strictObject({
@@ -119,9 +152,10 @@ export const BenchmarkConfigSchema = z.strictObject({
   input: InputSchema,
   cpus: CpusSchema,
   container: ContainerSchema,
-  max_error_rate: z.number().min(0).max(1),
-  /** Each cell's requests are split over this many back-to-back oha runs; their spread is the noise. */
-  repetitions: positiveInt.default(3),
+  /** A cell whose failed fraction of requests is above this fails; 0 tolerates none. */
+  max_error_rate: z.number().min(0).max(1).default(0),
+  measurement: MeasurementSchema,
+  open_loop: OpenLoopSchema.optional(),
   quick: QuickSchema.optional(),
 });
 export type BenchmarkConfig = z.infer<typeof BenchmarkConfigSchema>;
@@ -431,28 +465,38 @@ function crossChecks(
   };
   checkUnique(config.scenarios, ["scenarios"]);
   checkUnique(config.quick?.scenarios, ["quick", "scenarios"]);
-  // Every cell's requests are split over the repetitions: each repetition needs one at least.
-  const checkRepetitions = (
-    base: PropertyKey[],
-    repetitions: number,
-    scenarios: { num_requests: number }[] | undefined,
-    sweep: { num_requests: number } | undefined,
-  ) => {
-    const check = (path: PropertyKey[], n: number) => {
-      if (n < repetitions) {
-        say(
-          path,
-          `${formatPath(path)} is ${n}, fewer than the ${repetitions} repetitions each cell is split into`,
-        );
-      }
-    };
-    scenarios?.forEach((s, i) => check([...base, "scenarios", i, "num_requests"], s.num_requests));
-    if (sweep) check([...base, "concurrency_sweep", "num_requests"], sweep.num_requests);
+  // A pass needs room for its steady-state windows.
+  const checkWindows = (base: PropertyKey[], m: Partial<Measurement>, full: Measurement) => {
+    const window = m.window_s ?? full.window_s;
+    const k = m.steady_windows ?? full.steady_windows;
+    const max = m.max_s ?? full.max_s;
+    if (max < window * k) {
+      const path = [...base, "measurement", "max_s"];
+      say(path, `${formatPath(path)} is ${max}, shorter than ${k} steady windows of ${window} s`);
+    }
   };
-  checkRepetitions([], config.repetitions, config.scenarios, config.concurrency_sweep);
+  checkWindows([], config.measurement, config.measurement);
+  if (config.quick?.measurement) checkWindows(["quick"], config.quick.measurement, config.measurement);
+  const checkTargets = (
+    base: PropertyKey[],
+    lengths: number[] | undefined,
+    o: Partial<OpenLoop> | undefined,
+  ) => {
+    if (!o?.p99_target_ms || !lengths) return;
+    for (const L of lengths) {
+      if (o.p99_target_ms[String(L)] === undefined) {
+        const path = [...base, "open_loop", "p99_target_ms"];
+        say(path, `${formatPath(path)} has no target for sequence length ${L}`);
+      }
+    }
+  };
+  checkTargets([], config.input.sequence_lengths, config.open_loop);
   if (config.quick) {
-    const q = config.quick;
-    checkRepetitions(["quick"], q.repetitions ?? config.repetitions, q.scenarios, q.concurrency_sweep);
+    checkTargets(
+      ["quick"],
+      config.quick.input?.sequence_lengths ?? config.input.sequence_lengths,
+      config.quick.open_loop ?? (config.quick.input ? config.open_loop : undefined),
+    );
   }
   config.frameworks.forEach((f, i) => {
     if (config.frameworks.indexOf(f) !== i) {
@@ -550,6 +594,7 @@ export function applyQuick(config: BenchmarkConfig): BenchmarkConfig {
     scenarios: q.scenarios ?? config.scenarios,
     concurrency_sweep: q.concurrency_sweep ?? config.concurrency_sweep,
     input: q.input ?? config.input,
-    repetitions: q.repetitions ?? config.repetitions,
+    measurement: { ...config.measurement, ...q.measurement },
+    open_loop: config.open_loop && { ...config.open_loop, ...q.open_loop },
   };
 }

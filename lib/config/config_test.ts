@@ -37,6 +37,13 @@ container:
   max_inflight: 1
   health_timeout_s: 60
 max_error_rate: 0.01
+measurement:
+  window_s: 1
+  steady_windows: 3
+  steady_tolerance: 0.05
+  max_s: 10
+  passes: 2
+  timeout_s: 30
 `;
 
 const HOST: CpuTopology = {
@@ -210,16 +217,36 @@ const CASES: { name: string; models?: [string, string]; config?: [string, string
     ],
   },
   {
-    name: "fewer requests than repetitions",
-    config: ["max_error_rate: 0.01", "max_error_rate: 0.01\nrepetitions: 20"],
+    name: "a pass too short for its steady-state windows",
+    config: ["max_s: 10", "max_s: 2"],
     expect: [
-      "Cannot load benchmark_config.yaml: scenarios[0].num_requests is 10, fewer than the 20 repetitions each cell is split into (line 6:19)",
+      "Cannot load benchmark_config.yaml: measurement.max_s is 2, shorter than 3 steady windows of 1 s (line 24:10)",
     ],
   },
   {
-    name: "zero repetitions",
-    config: ["max_error_rate: 0.01", "max_error_rate: 0.01\nrepetitions: 0"],
-    expect: ["Cannot load benchmark_config.yaml: repetitions is 0, expected a number > 0 (line 20:14)"],
+    name: "zero passes",
+    config: ["passes: 2", "passes: 0"],
+    expect: [
+      "Cannot load benchmark_config.yaml: measurement.passes is 0, expected a number ≥ 1 (line 25:11)",
+    ],
+  },
+  {
+    name: "an open-loop fraction above one and a sequence length without a p99 target",
+    config: [
+      "  timeout_s: 30\n",
+      '  timeout_s: 30\nopen_loop: { fractions: [0.5, 1.5], connections: 8, num_requests: 10, p99_target_ms: { "64": 10 } }\n',
+    ],
+    expect: [
+      "Cannot load benchmark_config.yaml: open_loop.fractions[1] is 1.5, expected a number ≤ 1 (line 27:31)",
+    ],
+  },
+  {
+    name: "a measurement section missing",
+    config: [
+      "measurement:\n  window_s: 1\n  steady_windows: 3\n  steady_tolerance: 0.05\n  max_s: 10\n  passes: 2\n  timeout_s: 30\n",
+      "",
+    ],
+    expect: ["Cannot load benchmark_config.yaml: measurement is missing, expected a mapping (line 1:1)"],
   },
   {
     name: "a mapping where a list belongs",

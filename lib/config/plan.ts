@@ -14,18 +14,30 @@ export interface Cell {
   numRequests: number;
   /** True for the concurrency sweep's cells. */
   sweep: boolean;
+  /**
+   * Open-loop cells (scenario "rate"): the offered load as a fraction of the framework's measured
+   * closed-loop capacity; `concurrency` is then the connections oha may hold.
+   */
+  rateFraction?: number;
 }
 
 /** The cell id used for file names and resume. */
 export function cellId(c: Omit<Cell, "id" | "numRequests" | "batchSize">): string {
-  return `${c.model}__${c.framework}__${c.scenario}__seq${c.sequenceLength}${
-    c.sweep ? `__c${c.concurrency}` : ""
-  }`;
+  const suffix = c.rateFraction !== undefined
+    ? `__f${Math.round(c.rateFraction * 100)}`
+    : c.sweep
+    ? `__c${c.concurrency}`
+    : "";
+  return `${c.model}__${c.framework}__${c.scenario}__seq${c.sequenceLength}${suffix}`;
 }
+
+/** The scenario name of open-loop cells. */
+export const RATE_SCENARIO = "rate";
 
 /**
  * Every cell, grouped by model then framework (a framework's container stays up across its cells).
- * Sequence lengths above a model's max_seq_length are skipped.
+ * Sequence lengths above a model's max_seq_length are skipped. Open-loop cells come after the
+ * closed-loop cells of their sequence length, whose throughput sets their rate.
  */
 export function planCells(
   config: BenchmarkConfig,
@@ -64,6 +76,23 @@ export function planCells(
             id: cellId(base),
             batchSize: sweep!.batch_size,
             numRequests: sweep!.num_requests,
+          });
+        }
+        for (const fraction of config.open_loop?.fractions ?? []) {
+          const base = {
+            model,
+            framework,
+            scenario: RATE_SCENARIO,
+            sequenceLength: seq,
+            concurrency: config.open_loop!.connections,
+            sweep: false,
+            rateFraction: fraction,
+          };
+          cells.push({
+            ...base,
+            id: cellId(base),
+            batchSize: 1,
+            numRequests: config.open_loop!.num_requests,
           });
         }
       }

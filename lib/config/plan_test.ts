@@ -9,14 +9,27 @@ Deno.test("planCells() crosses models, frameworks, sequence lengths, scenarios a
     parseYaml("benchmark_config.yaml", await Deno.readTextFile(new URL("benchmark_config.yaml", root))),
   );
   const cells = planCells(config, models);
-  // bge-m3 × 6 frameworks × 3 lengths × (5 scenarios + 8 sweep levels)
-  equal(cells.length, 6 * 3 * (5 + 8));
+  // bge-m3 × 6 frameworks × 3 lengths × (5 scenarios + 8 sweep levels + 4 open-loop fractions)
+  equal(cells.length, 6 * 3 * (5 + 8 + 4));
   equal(new Set(cells.map((c) => c.id)).size, cells.length, "ids are unique");
   equal(cells[0]!.id, "bge-m3__torch__single_query__seq32");
   const sweep = cells.find((c) => c.id === "bge-m3__candle__sweep__seq512__c128")!;
   deepStrictEqual([sweep.concurrency, sweep.batchSize, sweep.sweep], [128, 1, true]);
   const batch = cells.find((c) => c.id === "bge-m3__openvino__batch_processing__seq128")!;
   deepStrictEqual([batch.concurrency, batch.batchSize, batch.numRequests], [1, 8, 500]);
+  const rate = cells.find((c) => c.id === "bge-m3__onnx-cpp__rate__seq128__f75")!;
+  deepStrictEqual([rate.rateFraction, rate.concurrency, rate.batchSize, rate.numRequests], [
+    0.75,
+    128,
+    1,
+    1000,
+  ]);
+  const forSeq = cells.filter((c) => c.framework === "onnx-cpp" && c.sequenceLength === 128);
+  deepStrictEqual(
+    forSeq.slice(-5).map((c) => c.scenario),
+    ["sweep", "rate", "rate", "rate", "rate"],
+    "open-loop cells follow the sweep that sets their rate",
+  );
 });
 
 Deno.test("planCells() skips sequence lengths above a model's max_seq_length", async () => {

@@ -106,3 +106,35 @@ export async function sampleStats(
     },
   };
 }
+
+/**
+ * A cell's resources from its passes': means weighted by each pass's measured duration (CPU) or
+ * sample count (memory), peaks the highest.
+ */
+export function combineResources(
+  reps: { resources?: ResourceStats; durationS: number }[],
+): ResourceStats | undefined {
+  const have = reps.filter((r): r is { resources: ResourceStats; durationS: number } => !!r.resources);
+  if (have.length === 0) return undefined;
+  if (have.length === 1) return have[0]!.resources;
+  const weighted = (f: (r: ResourceStats) => number, w: (x: (typeof have)[number]) => number) => {
+    const ok = have.filter((x) => Number.isFinite(f(x.resources)) && w(x) > 0);
+    const total = ok.reduce((a, x) => a + w(x), 0);
+    return total > 0 ? ok.reduce((a, x) => a + f(x.resources) * w(x), 0) / total : NaN;
+  };
+  const peak = (f: (r: ResourceStats) => number) => {
+    const v = have.map((x) => f(x.resources)).filter(Number.isFinite);
+    return v.length ? Math.max(...v) : NaN;
+  };
+  const bySamples = (x: (typeof have)[number]) => x.resources.samples;
+  const byDuration = (x: (typeof have)[number]) => x.durationS;
+  return {
+    samples: have.reduce((a, x) => a + x.resources.samples, 0),
+    cpuPercentMean: weighted((r) => r.cpuPercentMean, byDuration),
+    cpuPercentPeak: peak((r) => r.cpuPercentPeak),
+    rssBytesMean: weighted((r) => r.rssBytesMean, bySamples),
+    rssBytesPeak: peak((r) => r.rssBytesPeak),
+    workingSetBytesMean: weighted((r) => r.workingSetBytesMean, bySamples),
+    workingSetBytesPeak: peak((r) => r.workingSetBytesPeak),
+  };
+}

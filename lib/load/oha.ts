@@ -8,16 +8,20 @@ import { z } from "zod";
 import { parseCpuset } from "../config/cpuset.ts";
 import { RunError } from "../errors.ts";
 
-/** What oha is asked to do for one cell. */
+/** What oha is asked to do for one window of load. */
 export interface OhaOptions {
   url: string;
-  /** File holding the request body (JSON). */
+  /** File holding the request body (JSON), or with `bodyLines` one body per line. */
   bodyFile: string;
+  /** The body file holds one body per line and oha sends a random line per request (-Z). */
+  bodyLines?: boolean;
   concurrency: number;
   /** Number of requests (-n); exclusive with durationS. */
   requests?: number;
   /** Run for this long (-z), in seconds; requests still in flight at the deadline are cut. */
   durationS?: number;
+  /** With durationS: wait for the requests in flight at the deadline instead of cutting them (-w). */
+  waitOngoing?: boolean;
   /** Fixed request rate (-q) in requests per second. */
   rateQps?: number;
   /** With a fixed rate: correct latencies for coordinated omission. */
@@ -30,6 +34,8 @@ export interface OhaOptions {
   workerThreads?: number;
   /** The oha binary; default "oha" from PATH. */
   binary?: string;
+  /** Write every response's start, end, latency and status to this SQLite file (--db-url). */
+  dbFile?: string;
 }
 
 /** Latency figures in milliseconds. */
@@ -179,6 +185,7 @@ export function ohaCommand(o: OhaOptions, outFile: string): { cmd: string; args:
     "-c",
     String(o.concurrency),
     ...(o.requests !== undefined ? ["-n", String(o.requests)] : ["-z", `${o.durationS}s`]),
+    ...(o.durationS !== undefined && o.waitOngoing ? ["-w"] : []),
     ...(o.rateQps !== undefined ? ["-q", String(o.rateQps)] : []),
     ...(o.rateQps !== undefined && o.latencyCorrection ? ["--latency-correction"] : []),
     ...(o.timeoutS !== undefined ? ["-t", `${o.timeoutS}s`] : []),
@@ -187,26 +194,89 @@ export function ohaCommand(o: OhaOptions, outFile: string): { cmd: string; args:
     "POST",
     "-T",
     "application/json",
-    "-D",
+    o.bodyLines ? "-Z" : "-D",
     o.bodyFile,
+    ...(o.dbFile ? ["--db-url", o.dbFile] : []),
     o.url,
   ];
   const binary = o.binary ?? "oha";
   return o.cpus ? { cmd: "taskset", args: ["-c", o.cpus, binary, ...args] } : { cmd: binary, args };
 }
 
-/** Runs oha and returns its parsed results; oha's own failures become a RunError with its stderr. */
-export async function runOha(o: OhaOptions, outFile: string, signal?: AbortSignal): Promise<OhaSummary> {
+/** One oha process: its parsed output and what it cost the load generator's side. */
+export interface OhaRun {
+  summary: OhaSummary;
+  /** Wall time from spawn to exit, seconds (connection set-up and process start included). */
+  wallSeconds: number;
+  /** oha's own CPU time (user + system), seconds; undefined when it could not be read. */
+  cpuSeconds?: number;
+  /**
+   * TCP connections opened while oha ran: the change in the kernel's ActiveOpens counter of this
+   * network namespace. Nothing else in embbench opens connections during a window, so it counts
+   * oha's; undefined where /proc/net/snmp cannot be read.
+   */
+  connectionsOpened?: number;
+}
+
+/** The kernel's count of actively opened TCP connections (/proc/net/snmp Tcp ActiveOpens). */
+export function activeOpens(snmp?: string): number | undefined {
+  let text = snmp;
+  try {
+    text ??= Deno.readTextFileSync("/proc/net/snmp");
+  } catch {
+    return undefined;
+  }
+  const lines = text.split("\n").filter((l) => l.startsWith("Tcp:"));
+  if (lines.length < 2) return undefined;
+  const names = lines[0]!.split(/\s+/);
+  const values = lines[1]!.split(/\s+/);
+  const v = Number(values[names.indexOf("ActiveOpens")]);
+  return Number.isFinite(v) ? v : undefined;
+}
+
+/** bash's `times` output ("0m0.010s 0m0.002s" for the shell, then its children) to CPU seconds of the children. */
+export function parseTimes(stderr: string): number | undefined {
+  const lines = stderr.trimEnd().split("\n").slice(-2);
+  const m = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(lines[1]?.trim() ?? "");
+  if (!m) return undefined;
+  return Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+}
+
+/**
+ * Runs oha and returns its parsed results with its CPU time and the connections it opened; oha's
+ * own failures become a RunError with its stderr. oha runs under bash so that bash's `times`
+ * builtin can report the CPU time of its child after it exits.
+ */
+export async function runOha(o: OhaOptions, outFile: string, signal?: AbortSignal): Promise<OhaRun> {
   const { cmd, args } = ohaCommand(o, outFile);
+  const script = '"$@"; s=$?; times >&2; exit $s';
+  const opensBefore = activeOpens();
+  const t0 = performance.now();
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", signal }).output();
+    out = await new Deno.Command("bash", {
+      args: ["-c", script, "oha", cmd, ...args],
+      stdout: "piped",
+      stderr: "piped",
+      signal,
+    }).output();
   } catch (e) {
     throw new RunError(`Cannot start oha (${cmd}): ${(e as Error).message}; run 'embbench doctor'`);
   }
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const opensAfter = activeOpens();
+  const stderr = new TextDecoder().decode(out.stderr);
   if (!out.success) {
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-5).join("\n");
+    const err = stderr.trim().split("\n").slice(-7, -2).join("\n");
+    if (out.code === 127) throw new RunError(`Cannot start oha (${cmd}): not found; run 'embbench doctor'`);
     throw new RunError(`oha exited with code ${out.code}: ${err}`);
   }
-  return parseOhaJson(await Deno.readTextFile(outFile));
+  return {
+    summary: parseOhaJson(await Deno.readTextFile(outFile)),
+    wallSeconds,
+    cpuSeconds: parseTimes(stderr),
+    connectionsOpened: opensBefore !== undefined && opensAfter !== undefined
+      ? opensAfter - opensBefore
+      : undefined,
+  };
 }

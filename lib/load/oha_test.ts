@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
-import { ohaCommand, parseOhaJson } from "./oha.ts";
+import { activeOpens, ohaCommand, parseOhaJson, parseTimes } from "./oha.ts";
 import { RunError } from "../errors.ts";
 
 const sample = (name: string) => Deno.readTextFileSync(new URL(`./testdata/${name}`, import.meta.url));
@@ -72,6 +72,31 @@ Deno.test("ohaCommand() pins oha with taskset and passes rate and latency correc
   throws(() => ohaCommand({ url: "u", bodyFile: "b", concurrency: 1 }, "o"), RangeError);
 });
 
+Deno.test("ohaCommand() sends a random line of a bodies file, waits at the deadline and stores every response", () => {
+  const { args } = ohaCommand({
+    url: "http://127.0.0.1:1/embed",
+    bodyFile: "/b.jsonl",
+    bodyLines: true,
+    concurrency: 2,
+    durationS: 3,
+    waitOngoing: true,
+    dbFile: "/w.db",
+  }, "/o.json");
+  for (const flag of ["-Z", "/b.jsonl", "-w", "--db-url", "/w.db", "-z", "3s"]) ok(args.includes(flag), flag);
+  ok(!args.includes("-D"));
+});
+
+Deno.test("parseTimes() reads the children's CPU time from bash's times", () => {
+  equal(parseTimes("oha said\n0m0.010s 0m0.002s\n1m2.500s 0m0.250s\n"), 62.75);
+  equal(parseTimes("no times here"), undefined);
+});
+
+Deno.test("activeOpens() reads the kernel's TCP ActiveOpens counter", () => {
+  const snmp = "Ip: Forwarding\nIp: 1\nTcp: RtoAlgorithm RtoMin ActiveOpens PassiveOpens\nTcp: 1 200 187 2\n";
+  equal(activeOpens(snmp), 187);
+  equal(activeOpens("Udp: x\nUdp: 1\n"), undefined);
+});
+
 Deno.test("runOha() drives the real pinned oha against a local server", async () => {
   const { runOha } = await import("./oha.ts");
   const ac = new AbortController();
@@ -85,15 +110,18 @@ Deno.test("runOha() drives the real pinned oha against a local server", async ()
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/body.json`, '{"inputs":["hi"]}');
-    const s = await runOha({
+    const run = await runOha({
       url: `http://127.0.0.1:${server.addr.port}/embed`,
       bodyFile: `${dir}/body.json`,
       concurrency: 2,
       requests: 200,
     }, `${dir}/out.json`);
+    const s = run.summary;
     equal(s.successful, 200);
     equal(s.errorRate, 0);
     ok(s.throughputRps > 0);
+    ok(run.cpuSeconds !== undefined && run.cpuSeconds >= 0 && run.cpuSeconds < run.wallSeconds * 4);
+    ok(run.connectionsOpened === undefined || run.connectionsOpened >= 2, "two connections at least");
   } finally {
     ac.abort();
     await server.finished;

@@ -9,12 +9,15 @@ import { dirname, join } from "node:path";
 import type { BenchmarkConfig, ModelsFile } from "../config/config.ts";
 import type { Environment } from "../env.ts";
 import { exists } from "../fs.ts";
-import type { CellNoise, Repetition } from "../stats/noise.ts";
-import type { OhaSummary } from "../load/oha.ts";
 import type { Cell } from "../config/plan.ts";
+import type { PassResult } from "../load/pass.ts";
+import type { CellFigures } from "../stats/cell.ts";
 
-/** Format version of run.json and the cell files. */
-export const RESULTS_VERSION = 1;
+/**
+ * Format version of run.json and the cell files. 2: per-request data pooled over passes and
+ * windows (version 1 took medians of per-repetition percentiles).
+ */
+export const RESULTS_VERSION = 2;
 
 /** results/<run-id>/run.json. */
 export interface RunInfo {
@@ -34,6 +37,11 @@ export interface RunInfo {
    * (or a resume of it) was started with --skip-verify. Absent in runs made before it was recorded.
    */
   verifyGate?: boolean;
+  /**
+   * Where the harness's own processes and the container engine's ran: moved off the server cpuset
+   * where the host allowed, and what could not be moved (with the reason).
+   */
+  placement?: { cpus: string; moved: string[]; notMoved: string[] };
   /** Image id and /info answer per framework, filled as each framework starts. */
   frameworks: Record<string, { image: string; imageId?: string; info?: Record<string, unknown> }>;
   /** ISO 8601 times. endedAt is absent while the run is in progress or was interrupted. */
@@ -58,29 +66,41 @@ export interface ResourceStats {
   workingSetBytesPeak: number;
 }
 
-/** results/<run-id>/cells/<cell-id>.json: the cell as planned (lib/config/plan.ts), then what was measured. */
-export interface CellResult extends Omit<Cell, "sweep"> {
+/**
+ * results/<run-id>/cells/<cell-id>.json: the cell as planned (lib/config/plan.ts), then what was
+ * measured. Every request of every pass is in logs/requests/<cell-id>.p<pass>.csv.gz.
+ */
+export interface CellResult extends Omit<Cell, "sweep">, Partial<CellFigures> {
   version: typeof RESULTS_VERSION;
   status: "ok" | "failed";
   /** Why a failed cell failed: container crash, OOM kill, health timeout, error rate above threshold. */
   failure?: string;
   startedAt: string;
   endedAt: string;
-  /** Container start to first healthy /health, ms (the framework's model load time). Same for every cell of a container. */
+  /** Container start to first healthy /health, ms: the median over the cell's passes (each a fresh container). */
   loadTimeMs?: number;
-  /** The first /embed after healthy (cold), ms. */
+  /** The first /embed after healthy, ms, in the first pass's container. */
   firstRequestMs?: number;
-  /** oha's measured load, parsed. */
-  oha?: OhaSummary;
+  /** Open-loop cells: the closed-loop capacity the rate was taken from, and the offered rate. */
+  openLoop?: { fraction: number; capacityRps: number; offeredRps: number };
+  /** Each pass: its warm-up, its windows, whether it reached steady state. */
+  passes?: (PassResult & { loadTimeMs?: number; resources?: ResourceStats })[];
   resources?: ResourceStats;
-  /** Texts per second: successful requests per second × batch size. */
-  textsPerSecond?: number;
-  /**
-   * The cell's load as measured: `repetitions` back-to-back oha runs sharing num_requests. `oha` and
-   * `resources` above combine them (lib/stats/noise.ts says how); `noise` is their spread per figure.
-   */
-  repetitions?: Repetition[];
-  noise?: CellNoise;
+}
+
+/** A pass of a cell kept until the cell's last pass: results/<run-id>/logs/passes/<cell>.p<k>.json. */
+export interface PassRecord {
+  cellId: string;
+  pass: number;
+  status: "ok" | "failed";
+  failure?: string;
+  startedAt: string;
+  endedAt: string;
+  result?: PassResult;
+  loadTimeMs?: number;
+  firstRequestMs?: number;
+  resources?: ResourceStats;
+  openLoop?: { fraction: number; capacityRps: number; offeredRps: number };
 }
 
 /** Writes JSON atomically: a temporary file in the same folder, then a rename. */
@@ -98,6 +118,7 @@ export function runPaths(runDir: string) {
     cells: join(runDir, "cells"),
     logs: join(runDir, "logs"),
     cell: (id: string) => join(runDir, "cells", `${id}.json`),
+    pass: (id: string, pass: number) => join(runDir, "logs", "passes", `${id}.p${pass}.json`),
   };
 }
 
@@ -128,9 +149,33 @@ export async function readCells(runDir: string): Promise<Map<string, CellResult>
   return cells;
 }
 
-/** Reads run.json. */
+/** Reads run.json; a run made by an older format version is refused with a one-line reason. */
 export async function readRun(runDir: string): Promise<RunInfo> {
-  return JSON.parse(await Deno.readTextFile(runPaths(runDir).run)) as RunInfo;
+  const run = JSON.parse(await Deno.readTextFile(runPaths(runDir).run)) as RunInfo;
+  if (run.version !== RESULTS_VERSION) {
+    throw new Error(
+      `${runPaths(runDir).run} has results format ${run.version}, this embbench reads ${RESULTS_VERSION}: ` +
+        `re-run the benchmark (format 1 runs took medians of per-repetition percentiles)`,
+    );
+  }
+  return run;
+}
+
+/** Every pass record kept for a run (logs/passes/), keyed by cell id then pass. */
+export async function readPassRecords(runDir: string): Promise<Map<string, Map<number, PassRecord>>> {
+  const out = new Map<string, Map<number, PassRecord>>();
+  const dir = join(runDir, "logs", "passes");
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (!e.isFile || !e.name.endsWith(".json")) continue;
+      const rec = JSON.parse(await Deno.readTextFile(join(dir, e.name))) as PassRecord;
+      if (!out.has(rec.cellId)) out.set(rec.cellId, new Map());
+      out.get(rec.cellId)!.set(rec.pass, rec);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out;
 }
 
 /** The newest run folder under the results folder, if any. */

@@ -1,0 +1,149 @@
+/**
+ * The harness against known answers: the test server (docker/testserver) is given a fixed service
+ * time, a known slow fraction and one worker, so its p50, p99 and capacity are known in advance;
+ * a run must recover them, and two runs of the same image must not be called different.
+ */
+import { equal, ok } from "node:assert/strict";
+import { join } from "node:path";
+import { parseYaml, validateSources } from "./config/config.ts";
+import { DockerEngine } from "./engine/docker.ts";
+import { captureEnvironment } from "./env.ts";
+import { readCells } from "./results/results.ts";
+import { runBenchmark } from "./runner.ts";
+import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "./testing.ts";
+import { loadRun } from "../tasks/report.ts";
+import { buildComparison } from "../report/compare.ts";
+
+const SERVICE_MS = 20;
+const SLOW_EVERY = 50;
+const SLOW_FACTOR = 10;
+/** One worker: capacity is one over the mean service time. */
+const MEAN_SERVICE_MS = SERVICE_MS * (1 - 1 / SLOW_EVERY) + SERVICE_MS * SLOW_FACTOR / SLOW_EVERY;
+const CAPACITY_RPS = 1000 / MEAN_SERVICE_MS;
+
+const MODELS = `models:
+  fake:
+    name: "Known-answer fixture"
+    type: text_embedding
+    architecture: bert
+    source: embedded
+    max_seq_length: 512
+    embedding_dim: 8
+    multilingual: false
+    pooling: mean
+    normalize: true
+`;
+
+const CONFIG = `active_models: [fake]
+frameworks: [torch]
+scenarios:
+  - { name: single_query, concurrency: 1, num_requests: 1100, batch_size: 1 }
+concurrency_sweep: { levels: [4], num_requests: 400, batch_size: 1 }
+input: { sequence_lengths: [32], warmup_requests: 20 }
+cpus: { server: "0", loadgen: "1" }
+container: { memory_limit: "256m", max_batch: 64, max_inflight: 1, health_timeout_s: 60 }
+measurement: { window_s: 2, steady_windows: 3, steady_tolerance: 0.1, max_s: 20, passes: 2, timeout_s: 30 }
+open_loop: { fractions: [0.5], connections: 8, num_requests: 200, p99_target_ms: { "32": 400 } }
+`;
+
+async function fixtureModels(dir: string): Promise<string> {
+  const modelsDir = join(dir, "models");
+  await Deno.mkdir(join(modelsDir, "fake", "payloads"), { recursive: true });
+  const body = (k: number) => JSON.stringify({ inputs: [`text ${k}`] });
+  await Deno.writeTextFile(join(modelsDir, "fake", "payloads", "seq32_b1.json"), body(0));
+  await Deno.writeTextFile(
+    join(modelsDir, "fake", "payloads", "seq32_b1.jsonl"),
+    Array.from({ length: 16 }, (_, k) => body(k)).join("\n") + "\n",
+  );
+  return modelsDir;
+}
+
+async function knownRun(dir: string, modelsDir: string, name: string): Promise<string> {
+  const { models, config } = validateSources(
+    parseYaml("models.yaml", MODELS),
+    parseYaml("config.yaml", CONFIG),
+  );
+  const runDir = join(dir, name);
+  const summary = await runBenchmark({
+    engine: new DockerEngine(),
+    config,
+    models,
+    runDir,
+    runId: `truth-${name}`,
+    quick: false,
+    frameworks: ["torch"],
+    images: { torch: TEST_IMAGE },
+    modelsDir,
+    cpus: { server: "0", loadgen: "1" },
+    environment: await captureEnvironment(),
+    signal: new AbortController().signal,
+    serverEnv: {
+      SERVICE_MS: String(SERVICE_MS),
+      SLOW_EVERY: String(SLOW_EVERY),
+      SLOW_FACTOR: String(SLOW_FACTOR),
+      WORKERS: "1",
+    },
+  });
+  equal(summary.failed, 0);
+  return runDir;
+}
+
+const within = (value: number, truth: number, tolerance: number, what: string) =>
+  ok(Math.abs(value - truth) / truth <= tolerance, `${what}: ${value.toFixed(2)}, known ${truth.toFixed(2)}`);
+
+Deno.test({
+  name:
+    "a run recovers the test server's known p50, p99 and capacity within 5 %, and two runs of it do not differ",
+  ignore: !REQUIRE_DOCKER && !(await dockerAvailable()),
+  async fn() {
+    await ensureTestImage();
+    const dir = await Deno.makeTempDir({ prefix: "embbench-truth-" });
+    const modelsDir = await fixtureModels(dir);
+    const first = await knownRun(dir, modelsDir, "a");
+    const cells = await readCells(first);
+
+    const single = cells.get("fake__torch__single_query__seq32")!;
+    ok(single.counts!.successful >= 1100, `${single.counts!.successful} requests measured`);
+    const p = single.latencyMs!.percentiles;
+    // At concurrency 1 a request's latency is its service time plus the HTTP round trip.
+    within(p.p50.value!, SERVICE_MS, 0.05, "p50 ms");
+    within(p.p99.value!, SERVICE_MS * SLOW_FACTOR, 0.05, "p99 ms");
+    ok(p.p50.lower! <= p.p50.value! && p.p50.value! <= p.p50.upper!, "the interval holds the estimate");
+    equal(p.p999.value, undefined, "p99.9 needs 10,000 requests");
+    equal(p.p999.needs, 10000);
+
+    const loaded = cells.get("fake__torch__sweep__seq32__c4")!;
+    within(loaded.throughputRps!, CAPACITY_RPS, 0.05, "capacity req/s at concurrency 4");
+    ok(loaded.steady, "a server at capacity is steady");
+    equal(loaded.connections!.keepAliveDropped, false);
+
+    const rate = cells.get("fake__torch__rate__seq32__f50")!;
+    within(rate.openLoop!.offeredRps, rate.openLoop!.capacityRps * 0.5, 1e-9, "offered rate");
+    within(
+      rate.throughputRps!,
+      rate.openLoop!.offeredRps,
+      0.05,
+      "open-loop throughput matches the offered rate",
+    );
+
+    // The same image again: at least 95 % of the comparison's verdicts must find no difference.
+    const second = await knownRun(dir, modelsDir, "b");
+    const [a, b] = await Promise.all([loadRun(first), loadRun(second)]);
+    const doc = buildComparison(
+      { run: a.run, cells: [...a.cells.values()], samples: a.samples },
+      { run: b.run, cells: [...b.cells.values()], samples: b.samples },
+    );
+    const table = doc.blocks.find((x) => x.kind === "table")!;
+    ok(table.kind === "table");
+    const verdicts = table.rows.flatMap((r) => r).filter((c) =>
+      typeof c === "object" && c.title?.includes("significant")
+    );
+    const significant = verdicts.filter((c) => typeof c === "object" && c.title?.startsWith("significant"));
+    ok(verdicts.length >= 6, `${verdicts.length} tested changes`);
+    ok(
+      significant.length <= verdicts.length * 0.05,
+      `${significant.length} of ${verdicts.length} verdicts call identical runs different`,
+    );
+    await Deno.remove(dir, { recursive: true });
+  },
+});
