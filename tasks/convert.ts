@@ -38,8 +38,14 @@ export function convertCommand(o: {
   modelsDir: string;
   fp16?: boolean;
   force?: boolean;
+  /** Distinct request bodies per payloads/*.jsonl file (the converter's default, 64, when absent). */
+  bodies?: number;
 }): { cmd: string; args: string[]; env?: Record<string, string> } {
-  const flags = [...(o.fp16 ? ["--fp16"] : []), ...(o.force ? ["--force"] : [])];
+  const flags = [
+    ...(o.fp16 ? ["--fp16"] : []),
+    ...(o.force ? ["--force"] : []),
+    ...(o.bodies !== undefined ? ["--bodies", String(o.bodies)] : []),
+  ];
   if (o.mode === "native") {
     return {
       cmd: VENV_PYTHON,
@@ -104,7 +110,7 @@ export function convertCommand(o: {
 export async function convertModels(
   opts: GlobalOptions,
   models: string[],
-  flags: { mode?: ConvertMode; fp16?: boolean; force?: boolean; modelsDir?: string },
+  flags: { mode?: ConvertMode; fp16?: boolean; force?: boolean; bodies?: number; modelsDir?: string },
 ): Promise<void> {
   const mode = await chooseMode(flags.mode ?? "auto");
   const modelsDir = flags.modelsDir ?? join(REPO_ROOT, "models");
@@ -131,6 +137,7 @@ export async function convertModels(
       modelsDir,
       fp16: flags.fp16,
       force: flags.force,
+      bodies: flags.bodies,
     });
     const started = performance.now();
     const status = await new Deno.Command(c.cmd, {
@@ -152,8 +159,12 @@ export async function convertModels(
 export async function run(
   opts: GlobalOptions,
   args: string[],
-  flags: { mode?: ConvertMode; fp16?: boolean; force?: boolean },
+  flags: { mode?: ConvertMode; fp16?: boolean; force?: boolean; bodies?: string },
 ): Promise<number> {
+  const bodies = flags.bodies === undefined ? undefined : Number(flags.bodies);
+  if (bodies !== undefined && !(Number.isInteger(bodies) && bodies >= 1)) {
+    throw new UsageError(`--bodies must be a positive integer, found "${flags.bodies}"`);
+  }
   const loaded = await loadConfig(opts.models, opts.config);
   const known = Object.keys(loaded.models.models);
   for (const m of args) {
@@ -167,6 +178,6 @@ export async function run(
     }
   }
   const config = opts.quick ? applyQuick(loaded.config) : loaded.config;
-  await convertModels(opts, args.length ? args : config.active_models, flags);
+  await convertModels(opts, args.length ? args : config.active_models, { ...flags, bodies });
   return 0;
 }

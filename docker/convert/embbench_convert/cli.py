@@ -28,12 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--fp16", action="store_true", help="also write openvino_fp16/ (fp16-compressed weights)")
     c.add_argument("--force", action="store_true", help="convert even when the folder is up to date")
     c.add_argument("--corpus-dir", type=Path, default=None)
+    c.add_argument("--bodies", default=None, help="distinct request bodies per payloads/*.jsonl file (default 64)")
 
     q = sub.add_parser("payloads", help="write request bodies of exact token lengths into <model-dir>/payloads")
     q.add_argument("--model-dir", required=True, type=Path)
     q.add_argument("--seq-lens", default="32,128,512")
     q.add_argument("--batch-sizes", default="1,8")
     q.add_argument("--corpus-dir", type=Path, default=None)
+    q.add_argument("--bodies", default=None, help="distinct request bodies per .jsonl file (default 64)")
     return p
 
 
@@ -41,17 +43,22 @@ def _convert(args) -> dict:
     from .config import load_entry
     from .convert import convert
 
+    from .payloads import DEFAULT_BODIES, parse_bodies
+
+    bodies = DEFAULT_BODIES if args.bodies is None else parse_bodies(args.bodies)
     entry = load_entry(args.models_file, args.model)
-    return convert(entry, args.out, args.corpus_dir or _default_corpus(), fp16=args.fp16, force=args.force)
+    return convert(entry, args.out, args.corpus_dir or _default_corpus(), fp16=args.fp16, force=args.force,
+                   bodies=bodies)
 
 
 def _payloads(args) -> dict:
     from .convert import record_payload_hashes
     from .manifest import MODEL_JSON, staged
-    from .payloads import parse_int_list, write_payloads
+    from .payloads import DEFAULT_BODIES, parse_bodies, parse_int_list, write_payloads
 
     seq_lens = parse_int_list(args.seq_lens, "--seq-lens")
     batch_sizes = parse_int_list(args.batch_sizes, "--batch-sizes")
+    bodies = DEFAULT_BODIES if args.bodies is None else parse_bodies(args.bodies)
     model_dir: Path = args.model_dir
     try:
         facts = json.loads((model_dir / MODEL_JSON).read_text(encoding="utf-8"))
@@ -60,12 +67,13 @@ def _payloads(args) -> dict:
     target = model_dir / "payloads"
     with staged(target) as tmp:
         index = write_payloads(
-            facts["name"], model_dir, tmp, args.corpus_dir or _default_corpus(), seq_lens, batch_sizes, facts["max_seq_length"]
+            facts["name"], model_dir, tmp, args.corpus_dir or _default_corpus(), seq_lens, batch_sizes,
+            facts["max_seq_length"], bodies,
         )
     record_payload_hashes(model_dir)
-    log("payloads", f"wrote {len(index['payloads'])} bodies into '{target}'")
+    log("payloads", f"wrote {len(index['payloads'])} payloads of {bodies} bodies each into '{target}'")
     return {"status": "ok", "model_dir": str(model_dir), "payloads": [e["file"] for e in index["payloads"]],
-            "seconds": round(elapsed(), 2)}
+            "lines": [e["lines"] for e in index["payloads"]], "bodies": bodies, "seconds": round(elapsed(), 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from .manifest import (
     up_to_date_reason,
     write_json,
 )
+from .payloads import DEFAULT_BODIES, PAYLOADS_FORMAT
 from .progress import elapsed, log
 
 REQUIRED_FILES = [
@@ -36,7 +37,7 @@ REQUIRED_FILES = [
 ]
 
 
-def conversion_inputs(entry: ModelEntry, fp16: bool, corpus_dir: Path) -> dict:
+def conversion_inputs(entry: ModelEntry, fp16: bool, corpus_dir: Path, bodies: int = DEFAULT_BODIES) -> dict:
     """Everything the output depends on; equal inputs and intact files mean the output is up to date."""
     extra = (entry.pypi_package,) if entry.source == "pypi" else ()
     inputs = {
@@ -46,6 +47,7 @@ def conversion_inputs(entry: ModelEntry, fp16: bool, corpus_dir: Path) -> dict:
         "corpus_sha256": corpus_sha256(corpus_dir),
         "fp16": fp16,
         "opset": OPSET,
+        "payloads": {"format": PAYLOADS_FORMAT, "bodies": bodies},
     }
     if entry.source == "embedded":
         from .tiny import SEED
@@ -89,9 +91,14 @@ def required_files(fp16: bool) -> list[str]:
     return files
 
 
-def convert(entry: ModelEntry, out: Path, corpus_dir: Path, fp16: bool = False, force: bool = False) -> dict:
-    """Converts `entry` into `out`, or reuses `out` when it is up to date; returns the summary."""
-    inputs = conversion_inputs(entry, fp16, corpus_dir)
+def convert(
+    entry: ModelEntry, out: Path, corpus_dir: Path, fp16: bool = False, force: bool = False, bodies: int = DEFAULT_BODIES
+) -> dict:
+    """Converts `entry` into `out`, or reuses `out` when it is up to date; returns the summary.
+
+    `bodies` is the number of distinct request bodies in each payloads/*.jsonl file.
+    """
+    inputs = conversion_inputs(entry, fp16, corpus_dir, bodies)
     if not force:
         reason = up_to_date_reason(out, inputs, required_files(fp16))
         if reason is None:
@@ -103,7 +110,7 @@ def convert(entry: ModelEntry, out: Path, corpus_dir: Path, fp16: bool = False, 
             log("rebuild", reason)
 
     with staged(out) as tmp:
-        summary = _build(entry, tmp, corpus_dir, fp16, inputs)
+        summary = _build(entry, tmp, corpus_dir, fp16, inputs, bodies)
     log("done", f"wrote '{out}'")
     summary.update({"status": "converted", "out": str(out), "seconds": round(elapsed(), 2)})
     return summary
@@ -114,7 +121,7 @@ def _parity_summary(parity: dict) -> dict:
             for k, v in parity.items()}
 
 
-def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: dict) -> dict:
+def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: dict, bodies: int) -> dict:
     from . import export, parity
     from .corpus import load_sentences, parity_texts
     from .payloads import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS, load_plain_tokenizer, write_payloads
@@ -198,8 +205,9 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
             + "; ".join(parity.format_figures(n, results[n]) for n in failed)
         )
 
-    log("payloads", f"seq lens {list(DEFAULT_SEQ_LENS)} x batch sizes {list(DEFAULT_BATCH_SIZES)}")
-    write_payloads(entry.id, root, root / "payloads", corpus_dir, list(DEFAULT_SEQ_LENS), list(DEFAULT_BATCH_SIZES), entry.max_seq_length)
+    log("payloads", f"seq lens {list(DEFAULT_SEQ_LENS)} x batch sizes {list(DEFAULT_BATCH_SIZES)}, {bodies} bodies each")
+    write_payloads(entry.id, root, root / "payloads", corpus_dir, list(DEFAULT_SEQ_LENS), list(DEFAULT_BATCH_SIZES),
+                   entry.max_seq_length, bodies)
     lap("payloads")
 
     precisions = {"onnx": "fp32", "openvino": "fp32"}

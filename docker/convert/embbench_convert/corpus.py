@@ -77,9 +77,21 @@ def _running_text(sentences: list[str], start: int, min_chars: int) -> str:
     return " ".join(parts)
 
 
-def text_with_tokens(tok: TextTokenizer, sentences: list[str], n_tokens: int, start: int = 0) -> str:
+def _skip_tokens(tok: TextTokenizer, text: str, n: int) -> str:
+    """`text` from its `n`-th token on (at that token's first character), leading spaces removed."""
+    if n <= 0:
+        return text
+    offsets = tok.encode(text, add_special_tokens=False).offsets
+    return text[offsets[n][0]:].lstrip() if n < len(offsets) else ""
+
+
+def text_with_tokens(
+    tok: TextTokenizer, sentences: list[str], n_tokens: int, start: int = 0, skip_tokens: int = 0
+) -> str:
     """A text of corpus sentences from `start` on that has exactly `n_tokens` tokens (special tokens included).
 
+    With `skip_tokens`, the text begins that many tokens into sentence `start` instead: another
+    text from the same sentences, for when more texts are needed than the corpus has sentences.
     The text is cut at a token boundary; re-tokenizing a cut text can merge or split pieces at the
     cut, so nearby cut points are tried until the count is exact.
     """
@@ -90,7 +102,8 @@ def text_with_tokens(tok: TextTokenizer, sentences: list[str], n_tokens: int, st
         return ""
     body = n_tokens - n_special
     for attempt in range(len(sentences)):
-        source = _running_text(sentences, start + attempt, min_chars=body * 8 + 64)
+        source = _running_text(sentences, start + attempt, min_chars=(body + skip_tokens) * 8 + 64)
+        source = _skip_tokens(tok, source, skip_tokens)
         enc = tok.encode(source, add_special_tokens=False)
         if len(enc.ids) < body + 8:
             continue

@@ -1,8 +1,14 @@
-"""Request bodies for the load generator: texts of exactly L tokens with the model's tokenizer."""
+"""Request bodies for the load generator: texts of exactly L tokens with the model's tokenizer.
+
+Each (L, B) gets `seq<L>_b<B>.json`, one body, and `seq<L>_b<B>.jsonl`, K distinct bodies one per
+line (oha -Z sends a random line per request). No text appears twice in a .jsonl file, so a server
+that caches answers by body or by text gains nothing from it.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .corpus import count_tokens, load_sentences, text_with_tokens
@@ -10,6 +16,13 @@ from .errors import ConfigError
 
 DEFAULT_SEQ_LENS = (32, 128, 512)
 DEFAULT_BATCH_SIZES = (1, 8)
+DEFAULT_BODIES = 64
+# The layout of payloads/: part of convert's inputs, so folders written by an older layout (no .jsonl
+# files) are converted again rather than reported up to date.
+PAYLOADS_FORMAT = 2
+# Candidate texts begin at every corpus sentence, then 1, 2, ... tokens into it: this many rounds
+# before giving up on finding enough distinct texts.
+MAX_SKIP_ROUNDS = 32
 
 
 def parse_int_list(value: str, flag: str) -> list[int]:
@@ -22,6 +35,16 @@ def parse_int_list(value: str, flag: str) -> list[int]:
     return items
 
 
+def parse_bodies(value: str, flag: str = "--bodies") -> int:
+    try:
+        k = int(value)
+    except ValueError:
+        raise ConfigError(f"{flag} must be a positive integer, found '{value}'") from None
+    if k <= 0:
+        raise ConfigError(f"{flag} must be a positive integer, found '{value}'")
+    return k
+
+
 def load_plain_tokenizer(tokenizer_json: Path):
     """tokenizer.json without truncation or padding, for counting tokens."""
     from tokenizers import Tokenizer
@@ -32,6 +55,40 @@ def load_plain_tokenizer(tokenizer_json: Path):
     return tok
 
 
+def distinct_texts(tok, sentences: list[str], n_tokens: int, count: int, first_start: int, label: str) -> list[str]:
+    """`count` different texts of exactly `n_tokens` tokens, the first ones beginning at sentences
+    first_start, first_start + 13, ... (a step prime to the corpus size, so the starts visit every
+    sentence and consecutive texts differ in language).
+
+    Candidates that repeat an earlier text are passed over; when every sentence has been a start,
+    the next round begins one more token into each sentence. Raises ConfigError naming `label` when
+    the corpus cannot give `count` different texts of this length.
+    """
+    texts: list[str] = []
+    seen: set[str] = set()
+    n = len(sentences)
+    step = next(s for s in (13, 11, 7, 1) if math.gcd(s, n) == 1)
+    for skip in range(MAX_SKIP_ROUNDS):
+        before = len(texts)
+        for i in range(n):
+            try:
+                text = text_with_tokens(tok, sentences, n_tokens, start=first_start + i * step, skip_tokens=skip)
+            except ConfigError:
+                continue  # no exact cut from this start: the next one will do
+            if text in seen:
+                continue
+            seen.add(text)
+            texts.append(text)
+            if len(texts) == count:
+                return texts
+        if len(texts) == before:
+            break  # a whole round found nothing new (e.g. only special tokens fit): more would not either
+    raise ConfigError(
+        f"{label}: the corpus gives only {len(texts)} different texts of exactly {n_tokens} tokens, "
+        f"{count} are needed: lower --bodies or use a longer sequence length"
+    )
+
+
 def write_payloads(
     model_id: str,
     model_dir: Path,
@@ -40,12 +97,14 @@ def write_payloads(
     seq_lens: list[int],
     batch_sizes: list[int],
     max_seq_length: int,
+    bodies: int = DEFAULT_BODIES,
 ) -> dict:
-    """Writes seq<L>_b<B>.json and index.json into `out_dir`; returns the index.
+    """Writes seq<L>_b<B>.json, seq<L>_b<B>.jsonl and index.json into `out_dir`; returns the index.
 
-    Lengths over max_seq_length are capped to it (a server would truncate them anyway).
-    Every row starts at a different corpus sentence, so rows differ (except at lengths of one or two
-    real tokens, where two rows may begin with the same word).
+    Lengths over max_seq_length are capped to it (a server would truncate them anyway). The .jsonl
+    file holds `bodies` compact bodies, one per line, and no text twice; the .json file is its first
+    line, for verify and older readers. A corpus too small for that many different texts is a
+    ConfigError naming the file.
     """
     tok = load_plain_tokenizer(model_dir / "pytorch" / "tokenizer.json")
     sentences = load_sentences(corpus_dir)
@@ -54,18 +113,28 @@ def write_payloads(
     entries = []
     for L in lens:
         for B in sorted(set(batch_sizes)):
-            texts = [text_with_tokens(tok, sentences, L, start=L * 7 + row * 13) for row in range(B)]
+            stem = f"seq{L}_b{B}"
+            texts = distinct_texts(tok, sentences, L, bodies * B, first_start=L * 7, label=f"Payload {stem}.jsonl")
             counts = [count_tokens(tok, t) for t in texts]
-            if counts != [L] * B:  # text_with_tokens guarantees this; a cheap second check
-                raise ConfigError(f"Payload seq{L}_b{B}: token counts {counts}, expected {L}")
-            name = f"seq{L}_b{B}.json"
-            (out_dir / name).write_text(json.dumps({"inputs": texts}, ensure_ascii=False) + "\n", encoding="utf-8")
-            entries.append({"file": name, "seq_len": L, "batch_size": B})
+            wrong = [(i, c) for i, c in enumerate(counts) if c != L]
+            if wrong:  # text_with_tokens guarantees this; a cheap second check
+                raise ConfigError(f"Payload {stem}.jsonl: texts with other token counts than {L}: {wrong[:5]}")
+            rows = [texts[k * B:(k + 1) * B] for k in range(bodies)]
+            lines = [json.dumps({"inputs": r}, ensure_ascii=False, separators=(",", ":")) for r in rows]
+            if len(set(lines)) != len(lines) or len(set(texts)) != len(texts):
+                raise ConfigError(f"Payload {stem}.jsonl: repeated bodies or texts")  # distinct_texts prevents it
+            (out_dir / f"{stem}.json").write_text(
+                json.dumps({"inputs": rows[0]}, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+            (out_dir / f"{stem}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            entries.append({"file": f"{stem}.json", "lines": f"{stem}.jsonl", "seq_len": L, "batch_size": B})
     index = {
         "model": model_id,
+        "format": PAYLOADS_FORMAT,
         "tokens_include_special": True,
         "requested_seq_lens": list(seq_lens),
         "batch_sizes": sorted(set(batch_sizes)),
+        "bodies": bodies,
         "payloads": entries,
     }
     (out_dir / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")

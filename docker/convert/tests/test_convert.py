@@ -90,11 +90,13 @@ def test_up_to_date_check_needs_no_torch(tiny_xlmr):
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.parametrize("change", ["edit_file", "drop_fp16", "delete_file"])
+@pytest.mark.parametrize(
+    "change", ["edit_file", "drop_fp16", "delete_file", "delete_lines", "older_payloads", "other_bodies"]
+)
 def test_up_to_date_check_notices_changes(tiny_xlmr, tmp_path, change):
     from embbench_convert.config import load_entry
     from embbench_convert.convert import conversion_inputs, required_files
-    from embbench_convert.manifest import up_to_date_reason
+    from embbench_convert.manifest import up_to_date_reason, write_json
 
     copy = tmp_path / "tiny-xlmr"
     shutil.copytree(tiny_xlmr, copy)
@@ -106,11 +108,19 @@ def test_up_to_date_check_notices_changes(tiny_xlmr, tmp_path, change):
             f.write(b"\0")
     elif change == "delete_file":
         (copy / "payloads" / "seq32_b1.json").unlink()
-    else:
+    elif change == "delete_lines":
+        (copy / "payloads" / "seq32_b1.jsonl").unlink()
+    elif change == "older_payloads":  # a folder converted before payloads had .jsonl files
+        manifest = json.loads((copy / "manifest.json").read_text())
+        del manifest["inputs"]["payloads"]
+        write_json(copy / "manifest.json", manifest)
+    elif change == "drop_fp16":
         fp16 = False
-    reason = up_to_date_reason(copy, conversion_inputs(entry, fp16, CORPUS_DIR), required_files(fp16))
+    bodies = 8 if change == "other_bodies" else 64
+    reason = up_to_date_reason(copy, conversion_inputs(entry, fp16, CORPUS_DIR, bodies), required_files(fp16))
     assert reason is not None
-    assert {"edit_file": "model.onnx", "delete_file": "seq32_b1.json", "drop_fp16": "fp16"}[change] in reason
+    assert {"edit_file": "model.onnx", "delete_file": "seq32_b1.json", "drop_fp16": "fp16",
+            "delete_lines": "seq32_b1.jsonl", "older_payloads": "payloads", "other_bodies": "payloads"}[change] in reason
 
 
 def test_parity_failure_exits_1_with_figures_and_leaves_no_folder(tmp_path, monkeypatch):
