@@ -3,6 +3,7 @@
 # Docker engine (Debian's docker.io, started when no engine answers), debootstrap for offline base
 # images, Deno (pinned, from the npm package), the harness's npm dependencies (from deno.lock), oha
 # (pinned, from crates.io) and the Python environments for native conversion and the server tests.
+# The test suite's linters too: shellcheck (Debian) and checkov (PyPI, hashed lock, tools/checkov/).
 # Re-running it is fast: each step checks first.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,9 @@ command -v taskset >/dev/null || need+=(util-linux)
 command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
-[[ -x /usr/bin/chromium ]] || need+=(chromium)
+# Chromium opens reports in the tests. Ubuntu ships it as a snap only (no apt package), so there the
+# browser checks skip instead.
+if [[ ! -x /usr/bin/chromium ]] && ! grep -qx 'ID=ubuntu' /etc/os-release 2>/dev/null; then need+=(chromium); fi
 if ((${#need[@]})); then
   sudo_ apt-get update -qq
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
@@ -72,5 +75,27 @@ for part in docker/convert docker/python; do
     bash "$part/install.sh" >&2
   fi
 done
+
+step "test tools: shellcheck (Debian), checkov (PyPI, tools/checkov/venv from its hashed lock)"
+if ! command -v shellcheck >/dev/null; then
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >&2 \
+    || { sudo_ apt-get update -qq && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >&2; }
+fi
+shellcheck --version | sed -n 's/^version: /shellcheck /p' >&2
+checkov_venv="$here/tools/checkov/venv"
+checkov_lock="$here/tools/checkov/requirements.lock"
+checkov_want="$(sha256sum "$checkov_lock" | cut -d' ' -f1)"
+if [[ -x "$checkov_venv/bin/checkov" && "$(cat "$checkov_venv/.lock.sha256" 2>/dev/null)" == "$checkov_want" ]]; then
+  echo "present" >&2
+else
+  # The lock pins every package with its hashes; 3.11 is the Python it was resolved for.
+  checkov_python="$(command -v python3.11 || command -v python3)"
+  rm -rf "$checkov_venv"
+  "$checkov_python" -m venv "$checkov_venv"
+  "$checkov_venv/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps -r "$checkov_lock" >&2
+  "$checkov_venv/bin/pip" check >&2
+  echo "$checkov_want" >"$checkov_venv/.lock.sha256"
+  "$checkov_venv/bin/checkov" --version | sed 's/^/checkov /' >&2
+fi
 
 step "done: run ./embbench doctor to check, ./embbench all --quick to try"

@@ -3,7 +3,7 @@
 # Each suite runs even when an earlier one failed; the last line counts suites passed and failed.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$here"
+cd "$here" || exit 1
 export PATH="$here/tools/deno/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 passed=0
 failed=0
@@ -27,6 +27,8 @@ suite() {
 suite "convert tiny-xlmr minilm" ./embbench convert tiny-xlmr minilm
 # Harness: format, lint, type check, unit and Docker end-to-end tests.
 suite harness deno task check
+# The EC2 host's Terraform (fmt, validate, test on a mocked provider), checkov and shellcheck.
+suite terraform bash terraform/test.sh
 # Framework and conversion suites, where they exist.
 for t in docker/convert/test.sh docker/python/test.sh docker/rust/test.sh docker/onnx-cpp/test.sh; do
   [[ -f "$t" ]] && suite "$(dirname "$t")" bash "$t"
