@@ -167,6 +167,17 @@ export function compareEmbeddings(served: number[][], reference: number[][]): Em
   return result;
 }
 
+/** An answer's status and headers (names lower-cased) from its head: the status line and header lines. */
+function parseHead(head: string): { status: number; headers: Record<string, string> } {
+  const [statusLine, ...lines] = head.split("\r\n");
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const i = line.indexOf(":");
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  return { status: Number(statusLine?.split(" ")[1] ?? NaN), headers };
+}
+
 /**
  * POSTs over a raw socket and returns the answer's status line and headers, lower-cased. fetch would
  * offer compression itself and undo it silently; this says exactly what the server sent back.
@@ -203,13 +214,7 @@ export async function rawPostHead(
       if (n === null) break;
       text += decoder.decode(buf.subarray(0, n));
     }
-    const [statusLine, ...lines] = text.split("\r\n\r\n")[0]!.split("\r\n");
-    const out: Record<string, string> = {};
-    for (const line of lines) {
-      const i = line.indexOf(":");
-      if (i > 0) out[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
-    }
-    return { status: Number(statusLine?.split(" ")[1] ?? NaN), headers: out };
+    return parseHead(text.split("\r\n\r\n")[0]!);
   } finally {
     clearTimeout(timer);
     try {
@@ -289,13 +294,7 @@ class AnswerReader {
         ? "the server closed the connection before answering"
         : "the server closed the connection in the middle of the answer's headers";
     }
-    const [statusLine, ...lines] = new TextDecoder("latin1").decode(head).trimEnd().split("\r\n");
-    const headers: Record<string, string> = {};
-    for (const line of lines) {
-      const i = line.indexOf(":");
-      if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
-    }
-    const status = Number(statusLine?.split(" ")[1] ?? NaN);
+    const { status, headers } = parseHead(new TextDecoder("latin1").decode(head).trimEnd());
     if ((headers["transfer-encoding"] ?? "").toLowerCase().includes("chunked")) {
       const parts: Uint8Array[] = [];
       for (;;) {

@@ -271,6 +271,34 @@ Deno.test("checkKeepAlive() fails a server that closes the connection without sa
   }
 });
 
+Deno.test("checkKeepAlive() reads chunked answers to their end and passes a server that keeps the connection", async () => {
+  // A streamed body goes out with Transfer-Encoding: chunked, in two chunks.
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    await req.text();
+    const parts = ["[[0.6,", "0.8]]"].map((p) => new TextEncoder().encode(p));
+    return new Response(
+      new ReadableStream({
+        start(c) {
+          parts.forEach((p) => c.enqueue(p));
+          c.close();
+        },
+      }),
+      {
+        headers: { "content-type": "application/json" },
+      },
+    );
+  });
+  try {
+    const check = await checkKeepAlive(`http://127.0.0.1:${server.addr.port}`, [
+      '{"inputs": "a"}',
+      '{"inputs": "b"}',
+    ]);
+    ok(check.ok, check.detail);
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("runConformance() fails a server that answers the same rows whatever the input", async () => {
   const modelDir = writeTestServerModel();
   const server = fakeServer((texts) => texts.map(() => fakeRow("constant")));
