@@ -14,7 +14,7 @@ import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "./
 import { loadRun } from "../tasks/report.ts";
 import { buildComparison } from "../report/compare.ts";
 
-const SERVICE_MS = 20;
+const SERVICE_MS = 30;
 const SLOW_EVERY = 50;
 const SLOW_FACTOR = 10;
 /** One worker: capacity is one over the mean service time. */

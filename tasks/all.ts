@@ -10,6 +10,9 @@ import { readTopology } from "../lib/config/cpuset.ts";
 import { RunError } from "../lib/errors.ts";
 import { exists } from "../lib/fs.ts";
 import { log, output } from "../lib/log.ts";
+import { planCells } from "../lib/config/plan.ts";
+import type { CellResult } from "../lib/results/results.ts";
+import { duration, passSeconds } from "../lib/runner.ts";
 import { buildAll } from "./build.ts";
 import { convertModels } from "./convert.ts";
 import { loadRun, writeReport } from "./report.ts";
@@ -21,23 +24,20 @@ interface Stage {
   run(): Promise<string>;
 }
 
-/** A plain-text table of a run's cells, for the terminal. */
-export function cellTable(
-  cells: {
-    id: string;
-    status: string;
-    oha?: { throughputRps: number; latencyMs: { p50: number; p99: number } };
-    failure?: string;
-  }[],
-): string {
+/** A plain-text table of a run's cells, for the terminal; an unsupported percentile shows "n/a". */
+export function cellTable(cells: CellResult[]): string {
   const width = Math.max(10, ...cells.map((c) => c.id.length));
-  const lines = [`${"cell".padEnd(width)}  status  req/s      p50 ms    p99 ms`];
+  const pct = (c: CellResult, k: "p50" | "p99") => {
+    const v = c.latencyMs?.percentiles[k].value;
+    return (v === undefined ? "n/a" : v.toFixed(2)).padStart(8);
+  };
+  const lines = [`${"cell".padEnd(width)}  status  req/s      p50 ms    p99 ms  requests  steady`];
   for (const c of cells) {
     lines.push(
-      c.status === "ok" && c.oha
-        ? `${c.id.padEnd(width)}  ok      ${c.oha.throughputRps.toFixed(1).padStart(8)}  ${
-          c.oha.latencyMs.p50.toFixed(2).padStart(8)
-        }  ${c.oha.latencyMs.p99.toFixed(2).padStart(8)}`
+      c.status === "ok" && c.latencyMs
+        ? `${c.id.padEnd(width)}  ok      ${(c.throughputRps ?? 0).toFixed(1).padStart(8)}  ${
+          pct(c, "p50")
+        }  ${pct(c, "p99")}  ${String(c.counts?.successful ?? 0).padStart(8)}  ${c.steady ? "yes" : "no"}`
         : `${c.id.padEnd(width)}  FAILED  ${c.failure ?? ""}`,
     );
   }
@@ -53,6 +53,15 @@ export async function run(opts: GlobalOptions, _args: string[], flags: RunFlags)
     if (await exists(join(REPO_ROOT, "docker", f, "Dockerfile"))) available.push(f);
     else log.warn(`${f}: docker/${f}/Dockerfile does not exist yet, so it is left out of this run`);
   }
+  const planned = planCells(config, loaded.models, available).length;
+  const est = passSeconds(config.measurement);
+  const passes = planned * config.measurement.passes;
+  log.info(
+    `plan: ${planned} cells × ${config.measurement.passes} passes on ${available.length} frameworks; measuring takes ` +
+      `about ${duration(passes * est.min)} (every pass steady at once) to ${
+        duration(passes * est.max)
+      } (every pass to its time limit), plus conversion, image builds, verify and container starts`,
+  );
   const buildFailures: string[] = [];
   let runDir = "";
   let failedCells = 0;

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { parseCpuset } from "../config/cpuset.ts";
 import { RunError } from "../errors.ts";
+import { clientPorts, opened } from "./connections.ts";
 
 /** What oha is asked to do for one window of load. */
 export interface OhaOptions {
@@ -211,27 +212,10 @@ export interface OhaRun {
   /** oha's own CPU time (user + system), seconds; undefined when it could not be read. */
   cpuSeconds?: number;
   /**
-   * TCP connections opened while oha ran: the change in the kernel's ActiveOpens counter of this
-   * network namespace. Nothing else in embbench opens connections during a window, so it counts
-   * oha's; undefined where /proc/net/snmp cannot be read.
+   * TCP connections opened to the target's port while oha ran (lib/load/connections.ts); undefined
+   * where the kernel's socket tables cannot be read.
    */
   connectionsOpened?: number;
-}
-
-/** The kernel's count of actively opened TCP connections (/proc/net/snmp Tcp ActiveOpens). */
-export function activeOpens(snmp?: string): number | undefined {
-  let text = snmp;
-  try {
-    text ??= Deno.readTextFileSync("/proc/net/snmp");
-  } catch {
-    return undefined;
-  }
-  const lines = text.split("\n").filter((l) => l.startsWith("Tcp:"));
-  if (lines.length < 2) return undefined;
-  const names = lines[0]!.split(/\s+/);
-  const values = lines[1]!.split(/\s+/);
-  const v = Number(values[names.indexOf("ActiveOpens")]);
-  return Number.isFinite(v) ? v : undefined;
 }
 
 /** bash's `times` output ("0m0.010s 0m0.002s" for the shell, then its children) to CPU seconds of the children. */
@@ -250,7 +234,8 @@ export function parseTimes(stderr: string): number | undefined {
 export async function runOha(o: OhaOptions, outFile: string, signal?: AbortSignal): Promise<OhaRun> {
   const { cmd, args } = ohaCommand(o, outFile);
   const script = '"$@"; s=$?; times >&2; exit $s';
-  const opensBefore = activeOpens();
+  const port = Number(new URL(o.url).port || 80);
+  const portsBefore = clientPorts(port);
   const t0 = performance.now();
   let out: Deno.CommandOutput;
   try {
@@ -264,7 +249,7 @@ export async function runOha(o: OhaOptions, outFile: string, signal?: AbortSigna
     throw new RunError(`Cannot start oha (${cmd}): ${(e as Error).message}; run 'embbench doctor'`);
   }
   const wallSeconds = (performance.now() - t0) / 1000;
-  const opensAfter = activeOpens();
+  const portsAfter = clientPorts(port);
   const stderr = new TextDecoder().decode(out.stderr);
   if (!out.success) {
     const err = stderr.trim().split("\n").slice(-7, -2).join("\n");
@@ -275,8 +260,6 @@ export async function runOha(o: OhaOptions, outFile: string, signal?: AbortSigna
     summary: parseOhaJson(await Deno.readTextFile(outFile)),
     wallSeconds,
     cpuSeconds: parseTimes(stderr),
-    connectionsOpened: opensBefore !== undefined && opensAfter !== undefined
-      ? opensAfter - opensBefore
-      : undefined,
+    connectionsOpened: opened(portsBefore, portsAfter),
   };
 }

@@ -99,3 +99,41 @@ Deno.test("runWindow() recovers a known service time from the real oha", async (
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("runWindow() counts the connections of a server that drops keep-alive", async () => {
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen() {} },
+    async (req) => {
+      await req.text();
+      await new Promise((r) => setTimeout(r, 5));
+      return new Response("[[1]]", { headers: { "content-type": "application/json", connection: "close" } });
+    },
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "b.jsonl"), '{"inputs":["a"]}\n');
+    const w = await runWindow({
+      oha: {
+        url: `http://127.0.0.1:${server.addr.port}/embed`,
+        bodyFile: join(dir, "b.jsonl"),
+        bodyLines: true,
+        concurrency: 2,
+      },
+      durationS: 1,
+      loadgenCpus: 1,
+      outFile: join(dir, "w.json"),
+      dbFile: join(dir, "w.db"),
+    }, 1);
+    const answered = w.records.length;
+    ok(answered >= 20, `${answered} answers`);
+    ok(
+      w.record.connectionsOpened! >= answered * 0.9,
+      `${w.record.connectionsOpened} connections for ${answered} answers`,
+    );
+  } finally {
+    ac.abort();
+    await server.finished;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

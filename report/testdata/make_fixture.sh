@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Remakes the fixture run the report tests render: a real run of fixture_config.yaml on this host,
-# then only run.json and the cell files are kept (oha's raw outputs and logs are left out).
+# then run.json, the cell files and the per-request logs are kept (oha's raw outputs and the pass
+# records, which the cells repeat, are left out).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -13,4 +14,6 @@ rm -rf "$here/fixture-run"
 mkdir -p "$here/fixture-run"
 cp "$run_dir/run.json" "$here/fixture-run/"
 cp -r "$run_dir/cells" "$here/fixture-run/"
+mkdir -p "$here/fixture-run/logs"
+cp -r "$run_dir/logs/requests" "$here/fixture-run/logs/"
 echo "fixture written: $here/fixture-run ($(ls "$here/fixture-run/cells" | wc -l) cells)"
