@@ -10,7 +10,7 @@ import { type BenchmarkConfig, type ModelsFile, parseMemory } from "./config/con
 import { parseCpuset, readTopology } from "./config/cpuset.ts";
 import { type Cell, planCells, RATE_SCENARIO } from "./config/plan.ts";
 import type { ContainerEngine } from "./engine/docker.ts";
-import { keepOffServer } from "./engine/placement.ts";
+import { keepOffServer, restorePlacement } from "./engine/placement.ts";
 import { combineResources, sampleStats } from "./engine/sampler.ts";
 import type { Environment } from "./env.ts";
 import { RunError } from "./errors.ts";
@@ -291,180 +291,184 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
 
   const blocks = blocksOf(todo);
   const gated = new Map<string, string | undefined>();
-  for (let pass = 1; pass <= passes && !o.signal.aborted; pass++) {
-    for (const block of passOrder(blocks, pass)) {
-      if (o.signal.aborted) break;
-      const pending = block.cells.filter((c) => !done.has(c.id) && !passRecords.get(c.id)?.has(pass));
-      if (pending.length === 0) continue;
-      const { model, framework } = block;
-      const key = `${model}\0${framework}`;
-      if (!gated.has(key)) {
-        try {
-          await o.gate?.(framework, model);
-          gated.set(key, undefined);
-        } catch (e) {
-          gated.set(key, (e as Error).message);
-        }
-      }
-      const gateFailure = gated.get(key);
-      const failPending = async (reason: string) => {
-        for (const c of pending) {
-          const now = new Date().toISOString();
-          await recordPass({
-            cellId: c.id,
-            pass,
-            status: "failed",
-            failure: reason,
-            startedAt: now,
-            endedAt: now,
-          });
-          await maybeFinish(c);
-        }
-      };
-      if (gateFailure !== undefined) {
-        await failPending(gateFailure);
-        continue;
-      }
-      const image = o.images[framework] ?? latestImage(framework);
-      let server: RunningServer | undefined;
-      try {
-        try {
-          server = await startServer(o.engine, {
-            framework,
-            image,
-            modelDir: join(o.modelsDir, model),
-            cpuset: o.cpus.server,
-            memoryBytes: parseMemory(o.config.container.memory_limit),
-            maxBatch: o.config.container.max_batch,
-            maxInflight: o.config.container.max_inflight,
-            healthTimeoutS: o.config.container.health_timeout_s,
-            runId: o.runId,
-            env: o.serverEnv,
-          });
-        } catch (e) {
-          if (o.signal.aborted) break;
-          await failPending(`${framework} did not start: ${(e as Error).message}`);
-          continue;
-        }
-        // The new container's shim started on any CPU: move it off the server's.
-        await keepOffServer(serverCpus, online);
-        info.frameworks[framework] = { image, imageId: await o.engine.imageId(image), info: server.info };
-        await writeJsonAtomic(paths.run, info);
-        log.info(
-          `pass ${pass}/${passes}: ${framework} serving ${model}, healthy after ${
-            server.loadTimeMs.toFixed(0)
-          } ms`,
-        );
-        let firstRequestMs: number | undefined;
-        for (const cell of pending) {
-          if (o.signal.aborted) break;
-          const started = new Date().toISOString();
-          const s: RunningServer = server;
+  try {
+    for (let pass = 1; pass <= passes && !o.signal.aborted; pass++) {
+      for (const block of passOrder(blocks, pass)) {
+        if (o.signal.aborted) break;
+        const pending = block.cells.filter((c) => !done.has(c.id) && !passRecords.get(c.id)?.has(pass));
+        if (pending.length === 0) continue;
+        const { model, framework } = block;
+        const key = `${model}\0${framework}`;
+        if (!gated.has(key)) {
           try {
-            const bodiesFile = payloadFile(o.modelsDir, cell);
-            let firstBody: string;
-            try {
-              firstBody = (await Deno.readTextFile(bodiesFile)).split("\n")[0]!;
-            } catch {
-              throw new RunError(`no request bodies ${bodiesFile}: run 'embbench convert ${model}'`);
-            }
-            firstRequestMs ??= await timedEmbed(s.baseUrl, firstBody);
-            let openLoop: PassRecord["openLoop"];
-            if (cell.scenario === RATE_SCENARIO) {
-              openLoop = openLoopRate(cell, pass);
-              if (!openLoop) {
-                throw new RunError(
-                  `no closed-loop batch-1 throughput of ${framework} at ${cell.sequenceLength} tokens to take the rate from`,
-                );
-              }
-            }
-            const sampler = await sampleStats(o.engine, s.containerId);
-            let result: PassResult;
-            let resources: ResourceStats | undefined;
-            let alive = true;
-            try {
-              result = await measurePass({
-                cellId: cell.id,
-                pass,
-                url: `${s.baseUrl}/embed`,
-                bodiesFile,
-                concurrency: cell.concurrency,
-                rateQps: openLoop?.offeredRps,
-                loadgenCpus: o.cpus.loadgen,
-                loadgenCpuCount: loadgenCount,
-                minRequests: Math.ceil(cell.numRequests / passes),
-                maxErrorRate: o.config.max_error_rate,
-                rules: { ...rules, warmup_requests: o.config.input.warmup_requests },
-                logsDir: paths.logs,
-                afterWindow: async () => {
-                  alive = (await o.engine.state(s.containerId)).running;
-                  return alive && !o.signal.aborted;
-                },
-              }, o.signal);
-            } finally {
-              resources = await sampler.stop();
-            }
-            if (o.signal.aborted) break;
-            if (!alive) {
-              const st = await o.engine.state(s.containerId);
-              throw new RunError(
-                `container exited with code ${st.exitCode}${
-                  st.oomKilled ? " (OOM killed)" : ""
-                } during the cell`,
-              );
-            }
-            await recordPass({
-              cellId: cell.id,
-              pass,
-              status: "ok",
-              startedAt: started,
-              endedAt: new Date().toISOString(),
-              result,
-              loadTimeMs: s.loadTimeMs,
-              firstRequestMs,
-              resources,
-              openLoop,
-            });
-            const last = result.windows.at(-1);
-            log.info(
-              `${progress()} pass ${pass} ${cell.id}: ${result.windows.length} windows of ${result.windowS} s, ` +
-                `${result.endedBy}${last ? `, last window ${last.throughputRps.toFixed(1)} req/s` : ""}`,
-            );
+            await o.gate?.(framework, model);
+            gated.set(key, undefined);
           } catch (e) {
-            if (o.signal.aborted) break;
+            gated.set(key, (e as Error).message);
+          }
+        }
+        const gateFailure = gated.get(key);
+        const failPending = async (reason: string) => {
+          for (const c of pending) {
+            const now = new Date().toISOString();
             await recordPass({
-              cellId: cell.id,
+              cellId: c.id,
               pass,
               status: "failed",
-              failure: (e as Error).message,
-              startedAt: started,
-              endedAt: new Date().toISOString(),
+              failure: reason,
+              startedAt: now,
+              endedAt: now,
             });
-            if (!(await o.engine.state(s.containerId)).running) {
-              // The container is gone: the block's remaining cells fail in this pass.
-              const rest = pending.slice(pending.indexOf(cell) + 1);
-              for (const c of rest) {
-                const now = new Date().toISOString();
-                await recordPass({
-                  cellId: c.id,
-                  pass,
-                  status: "failed",
-                  failure: `${framework} stopped during an earlier cell: ${(e as Error).message}`,
-                  startedAt: now,
-                  endedAt: now,
-                });
-                await maybeFinish(c);
-              }
-              await maybeFinish(cell);
-              break;
-            }
+            await maybeFinish(c);
           }
-          await maybeFinish(cell);
+        };
+        if (gateFailure !== undefined) {
+          await failPending(gateFailure);
+          continue;
         }
-      } finally {
-        if (server) await o.engine.remove(server.containerId);
+        const image = o.images[framework] ?? latestImage(framework);
+        let server: RunningServer | undefined;
+        try {
+          try {
+            server = await startServer(o.engine, {
+              framework,
+              image,
+              modelDir: join(o.modelsDir, model),
+              cpuset: o.cpus.server,
+              memoryBytes: parseMemory(o.config.container.memory_limit),
+              maxBatch: o.config.container.max_batch,
+              maxInflight: o.config.container.max_inflight,
+              healthTimeoutS: o.config.container.health_timeout_s,
+              runId: o.runId,
+              env: o.serverEnv,
+            });
+          } catch (e) {
+            if (o.signal.aborted) break;
+            await failPending(`${framework} did not start: ${(e as Error).message}`);
+            continue;
+          }
+          // The new container's shim started on any CPU: move it off the server's.
+          await keepOffServer(serverCpus, online);
+          info.frameworks[framework] = { image, imageId: await o.engine.imageId(image), info: server.info };
+          await writeJsonAtomic(paths.run, info);
+          log.info(
+            `pass ${pass}/${passes}: ${framework} serving ${model}, healthy after ${
+              server.loadTimeMs.toFixed(0)
+            } ms`,
+          );
+          let firstRequestMs: number | undefined;
+          for (const cell of pending) {
+            if (o.signal.aborted) break;
+            const started = new Date().toISOString();
+            const s: RunningServer = server;
+            try {
+              const bodiesFile = payloadFile(o.modelsDir, cell);
+              let firstBody: string;
+              try {
+                firstBody = (await Deno.readTextFile(bodiesFile)).split("\n")[0]!;
+              } catch {
+                throw new RunError(`no request bodies ${bodiesFile}: run 'embbench convert ${model}'`);
+              }
+              firstRequestMs ??= await timedEmbed(s.baseUrl, firstBody);
+              let openLoop: PassRecord["openLoop"];
+              if (cell.scenario === RATE_SCENARIO) {
+                openLoop = openLoopRate(cell, pass);
+                if (!openLoop) {
+                  throw new RunError(
+                    `no closed-loop batch-1 throughput of ${framework} at ${cell.sequenceLength} tokens to take the rate from`,
+                  );
+                }
+              }
+              const sampler = await sampleStats(o.engine, s.containerId);
+              let result: PassResult;
+              let resources: ResourceStats | undefined;
+              let alive = true;
+              try {
+                result = await measurePass({
+                  cellId: cell.id,
+                  pass,
+                  url: `${s.baseUrl}/embed`,
+                  bodiesFile,
+                  concurrency: cell.concurrency,
+                  rateQps: openLoop?.offeredRps,
+                  loadgenCpus: o.cpus.loadgen,
+                  loadgenCpuCount: loadgenCount,
+                  minRequests: Math.ceil(cell.numRequests / passes),
+                  maxErrorRate: o.config.max_error_rate,
+                  rules: { ...rules, warmup_requests: o.config.input.warmup_requests },
+                  logsDir: paths.logs,
+                  afterWindow: async () => {
+                    alive = (await o.engine.state(s.containerId)).running;
+                    return alive && !o.signal.aborted;
+                  },
+                }, o.signal);
+              } finally {
+                resources = await sampler.stop();
+              }
+              if (o.signal.aborted) break;
+              if (!alive) {
+                const st = await o.engine.state(s.containerId);
+                throw new RunError(
+                  `container exited with code ${st.exitCode}${
+                    st.oomKilled ? " (OOM killed)" : ""
+                  } during the cell`,
+                );
+              }
+              await recordPass({
+                cellId: cell.id,
+                pass,
+                status: "ok",
+                startedAt: started,
+                endedAt: new Date().toISOString(),
+                result,
+                loadTimeMs: s.loadTimeMs,
+                firstRequestMs,
+                resources,
+                openLoop,
+              });
+              const last = result.windows.at(-1);
+              log.info(
+                `${progress()} pass ${pass} ${cell.id}: ${result.windows.length} windows of ${result.windowS} s, ` +
+                  `${result.endedBy}${last ? `, last window ${last.throughputRps.toFixed(1)} req/s` : ""}`,
+              );
+            } catch (e) {
+              if (o.signal.aborted) break;
+              await recordPass({
+                cellId: cell.id,
+                pass,
+                status: "failed",
+                failure: (e as Error).message,
+                startedAt: started,
+                endedAt: new Date().toISOString(),
+              });
+              if (!(await o.engine.state(s.containerId)).running) {
+                // The container is gone: the block's remaining cells fail in this pass.
+                const rest = pending.slice(pending.indexOf(cell) + 1);
+                for (const c of rest) {
+                  const now = new Date().toISOString();
+                  await recordPass({
+                    cellId: c.id,
+                    pass,
+                    status: "failed",
+                    failure: `${framework} stopped during an earlier cell: ${(e as Error).message}`,
+                    startedAt: now,
+                    endedAt: now,
+                  });
+                  await maybeFinish(c);
+                }
+                await maybeFinish(cell);
+                break;
+              }
+            }
+            await maybeFinish(cell);
+          }
+        } finally {
+          if (server) await o.engine.remove(server.containerId);
+        }
       }
     }
+  } finally {
+    await restorePlacement();
   }
   const interrupted = o.signal.aborted;
   if (interrupted) info.interrupted = "stopped by a signal; resume with --resume " + o.runDir;

@@ -116,7 +116,7 @@ const MeasurementSchema = z.strictObject({
   /** A pass stops measuring after this many seconds of windows, steady or not. */
   max_s: positiveNumber,
   /** Passes per cell, each in a fresh container, frameworks taken in turn (at least two). */
-  passes: z.number().int().min(1),
+  passes: z.number().int().min(2),
   /** Per-request timeout, seconds; a tolerated failure counts at this latency. */
   timeout_s: positiveNumber,
 });

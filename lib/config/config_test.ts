@@ -224,10 +224,10 @@ const CASES: { name: string; models?: [string, string]; config?: [string, string
     ],
   },
   {
-    name: "zero passes",
-    config: ["passes: 2", "passes: 0"],
+    name: "a single pass (a cell spans two container starts at least)",
+    config: ["passes: 2", "passes: 1"],
     expect: [
-      "Cannot load benchmark_config.yaml: measurement.passes is 0, expected a number ≥ 1 (line 25:11)",
+      "Cannot load benchmark_config.yaml: measurement.passes is 1, expected a number ≥ 2 (line 25:11)",
     ],
   },
   {

@@ -25,6 +25,21 @@ async function pidsOf(name: string): Promise<number[]> {
   }
 }
 
+/** A process's current CPU affinity list ("0-3"), or undefined when it cannot be read. */
+async function affinity(pid: number): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command("taskset", {
+      args: ["-c", "-p", String(pid)],
+      stdout: "piped",
+      stderr: "null",
+    })
+      .output();
+    return /: (\S+)\s*$/.exec(new TextDecoder().decode(out.stdout))?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
 async function pin(pid: number, cpus: string): Promise<string | undefined> {
   try {
     const out = await new Deno.Command("taskset", {
@@ -38,10 +53,19 @@ async function pin(pid: number, cpus: string): Promise<string | undefined> {
   }
 }
 
+/** Each moved process's affinity before the first move, to put back when the run ends. */
+const original = new Map<number, string>();
+
+/** Gives every process keepOffServer moved its affinity back (at the end of a run). */
+export async function restorePlacement(): Promise<void> {
+  for (const [pid, cpus] of original) await pin(pid, cpus);
+  original.clear();
+}
+
 /**
  * Pins the harness (this process, all threads) and the engine's processes to every CPU but the
- * server's. The container shims of containers started later inherit nothing from this, so it is
- * called again after each container start.
+ * server's, remembering their affinity for restorePlacement(). The container shims of containers
+ * started later inherit nothing from this, so it is called again after each container start.
  */
 export async function keepOffServer(serverCpus: number[], onlineCpus: number[]): Promise<Placement> {
   const others = onlineCpus.filter((c) => !serverCpus.includes(c));
@@ -54,6 +78,10 @@ export async function keepOffServer(serverCpus: number[], onlineCpus: number[]):
   const targets: [string, number][] = [["embbench", Deno.pid]];
   for (const name of HOUSEKEEPING) for (const pid of await pidsOf(name)) targets.push([name, pid]);
   for (const [name, pid] of targets) {
+    if (!original.has(pid)) {
+      const before = await affinity(pid);
+      if (before) original.set(pid, before);
+    }
     const err = await pin(pid, cpus);
     const label = `${name} (pid ${pid})`;
     if (err) placement.notMoved.push(`${label}: ${err}`);
