@@ -101,7 +101,8 @@ step "Rust for $user (oha is built from crates.io)"
 if as_user test -x "$home/.cargo/bin/cargo"; then
   echo "present: $(as_user "$home/.cargo/bin/cargo" --version)"
 elif curl -fsS --max-time 20 https://sh.rustup.rs -o /tmp/rustup-init.sh; then
-  as_user sh /tmp/rustup-init.sh -y --profile minimal --no-modify-path
+  # rustup adds ~/.cargo/bin to the login shell's PATH (~/.profile), where oha is installed.
+  as_user sh /tmp/rustup-init.sh -y --profile minimal
 else
   echo "rustup is unreachable: using Ubuntu's cargo (may be too old for oha)"
   apt-get install -y -qq cargo
@@ -138,6 +139,7 @@ if [[ $EMBBENCH_AUTORUN == true ]]; then
 #!/usr/bin/env bash
 # Started by user_data.sh in tmux: the whole benchmark, then the optional upload of the run folder.
 set -uo pipefail
+export PATH="$HOME/.cargo/bin:$PATH"   # oha
 cd "$HOME/embbench" || exit 1
 ./embbench all 2>&1 | tee -a "$HOME/embbench-all.log"
 code=${PIPESTATUS[0]}
