@@ -1,5 +1,6 @@
 /** What every command receives: the global flags, resolved. */
-import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 
 /** Global flags shared by every command. */
 export interface GlobalOptions {
@@ -9,8 +10,16 @@ export interface GlobalOptions {
   quick: boolean;
 }
 
-/** The repository root (where main.ts lives): defaults resolve against it. */
-export const REPO_ROOT = resolve(new URL(".", import.meta.url).pathname, "..");
+/** Where the modules are: the checkout under `deno run`, a read-only temporary folder in a compiled binary. */
+const MODULE_ROOT = resolve(new URL(".", import.meta.url).pathname, "..");
+
+/**
+ * The repository root (where main.ts, models.yaml and docker/ live): defaults resolve against it.
+ * A `deno compile` binary (embbench-bin) sits in the checkout, so there it is the binary's folder.
+ */
+export const REPO_ROOT = existsSync(join(MODULE_ROOT, "models.yaml"))
+  ? MODULE_ROOT
+  : dirname(Deno.execPath());
 
 /** Default global options: the committed files next to main.ts. */
 export function defaultOptions(): GlobalOptions {
