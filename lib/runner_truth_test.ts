@@ -10,11 +10,12 @@ import { DockerEngine } from "./engine/docker.ts";
 import { captureEnvironment } from "./env.ts";
 import { readCells } from "./results/results.ts";
 import { runBenchmark } from "./runner.ts";
-import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, TEST_IMAGE } from "./testing.ts";
+import { dockerAvailable, ensureTestImage, REQUIRE_DOCKER, startTestServer } from "./testing.ts";
+import { runWindow } from "./load/window.ts";
 import { loadRun } from "../tasks/report.ts";
 import { buildComparison } from "../report/compare.ts";
 
-const SERVICE_MS = 30;
+const SERVICE_MS = 20;
 const SLOW_EVERY = 50;
 const SLOW_FACTOR = 10;
 /** One worker: capacity is one over the mean service time. */
@@ -42,7 +43,7 @@ concurrency_sweep: { levels: [4], num_requests: 400, batch_size: 1 }
 input: { sequence_lengths: [32], warmup_requests: 20 }
 cpus: { server: "0", loadgen: "1" }
 container: { memory_limit: "256m", max_batch: 64, max_inflight: 1, health_timeout_s: 60 }
-measurement: { window_s: 2, steady_windows: 3, steady_tolerance: 0.1, max_s: 20, passes: 2, timeout_s: 30 }
+measurement: { window_s: 2, steady_windows: 3, steady_tolerance: 0.1, max_s: 30, passes: 2, timeout_s: 30 }
 open_loop: { fractions: [0.5], connections: 8, num_requests: 200, p99_target_ms: { "32": 400 } }
 `;
 
@@ -58,7 +59,7 @@ async function fixtureModels(dir: string): Promise<string> {
   return modelsDir;
 }
 
-async function knownRun(dir: string, modelsDir: string, name: string): Promise<string> {
+async function knownRun(dir: string, modelsDir: string, name: string, image: string): Promise<string> {
   const { models, config } = validateSources(
     parseYaml("models.yaml", MODELS),
     parseYaml("config.yaml", CONFIG),
@@ -72,7 +73,7 @@ async function knownRun(dir: string, modelsDir: string, name: string): Promise<s
     runId: `truth-${name}`,
     quick: false,
     frameworks: ["torch"],
-    images: { torch: TEST_IMAGE },
+    images: { torch: image },
     modelsDir,
     cpus: { server: "0", loadgen: "1" },
     environment: await captureEnvironment(),
@@ -88,6 +89,34 @@ async function knownRun(dir: string, modelsDir: string, name: string): Promise<s
   return runDir;
 }
 
+/**
+ * The round trip outside the server's service time (HTTP in the test server, loopback, oha): the
+ * median latency of the same server with no service time, measured the same way.
+ */
+async function roundTripMs(dir: string, modelsDir: string): Promise<number> {
+  const engine = new DockerEngine();
+  const server = await startTestServer({});
+  try {
+    const w = await runWindow({
+      oha: {
+        url: `${server.baseUrl}/embed`,
+        bodyFile: join(modelsDir, "fake", "payloads", "seq32_b1.jsonl"),
+        bodyLines: true,
+        concurrency: 1,
+        cpus: "1",
+      },
+      durationS: 2,
+      loadgenCpus: 1,
+      outFile: join(dir, "rtt.json"),
+      dbFile: join(dir, "rtt.db"),
+    }, 1);
+    const lat = w.records.filter((_, i) => w.measured[i]).map((r) => r.latencyMs).sort((a, b) => a - b);
+    return lat[Math.floor(lat.length / 2)]!;
+  } finally {
+    await engine.remove(server.containerId);
+  }
+}
+
 const within = (value: number, truth: number, tolerance: number, what: string) =>
   ok(Math.abs(value - truth) / truth <= tolerance, `${what}: ${value.toFixed(2)}, known ${truth.toFixed(2)}`);
 
@@ -96,18 +125,20 @@ Deno.test({
     "a run recovers the test server's known p50, p99 and capacity within 5 %, and two runs of it do not differ",
   ignore: !REQUIRE_DOCKER && !(await dockerAvailable()),
   async fn() {
-    await ensureTestImage();
+    const image = await ensureTestImage();
     const dir = await Deno.makeTempDir({ prefix: "embbench-truth-" });
     const modelsDir = await fixtureModels(dir);
-    const first = await knownRun(dir, modelsDir, "a");
+    const rtt = await roundTripMs(dir, modelsDir);
+    ok(rtt < 3, `the test server's round trip is ${rtt.toFixed(2)} ms`);
+    const first = await knownRun(dir, modelsDir, "a", image);
     const cells = await readCells(first);
 
     const single = cells.get("fake__torch__single_query__seq32")!;
     ok(single.counts!.successful >= 1100, `${single.counts!.successful} requests measured`);
     const p = single.latencyMs!.percentiles;
-    // At concurrency 1 a request's latency is its service time plus the HTTP round trip.
-    within(p.p50.value!, SERVICE_MS, 0.05, "p50 ms");
-    within(p.p99.value!, SERVICE_MS * SLOW_FACTOR, 0.05, "p99 ms");
+    // At concurrency 1 a request's latency is its service time plus the round trip.
+    within(p.p50.value!, SERVICE_MS + rtt, 0.05, "p50 ms");
+    within(p.p99.value!, SERVICE_MS * SLOW_FACTOR + rtt, 0.05, "p99 ms");
     ok(p.p50.lower! <= p.p50.value! && p.p50.value! <= p.p50.upper!, "the interval holds the estimate");
     equal(p.p999.value, undefined, "p99.9 needs 10,000 requests");
     equal(p.p999.needs, 10000);
@@ -127,7 +158,7 @@ Deno.test({
     );
 
     // The same image again: at least 95 % of the comparison's verdicts must find no difference.
-    const second = await knownRun(dir, modelsDir, "b");
+    const second = await knownRun(dir, modelsDir, "b", image);
     const [a, b] = await Promise.all([loadRun(first), loadRun(second)]);
     const doc = buildComparison(
       { run: a.run, cells: [...a.cells.values()], samples: a.samples },

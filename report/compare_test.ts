@@ -1,51 +1,57 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { spread } from "../lib/stats/noise.ts";
 import { runCli } from "../lib/testing.ts";
 import type { CellResult } from "../lib/results/results.ts";
 import { loadRun } from "../tasks/report.ts";
 import { checkPage, skipBrowserTests } from "./browser.ts";
-import { buildComparison, changeText, compareCell } from "./compare.ts";
+import { buildComparison, changeText, compareCell, testChanges } from "./compare.ts";
 import { renderDocument } from "./render.ts";
 
 const FIXTURE = fileURLToPath(new URL("./testdata/fixture-run", import.meta.url));
 const fixture = await loadRun(FIXTURE);
 const cells = [...fixture.cells.values()];
-const A = { run: fixture.run, cells };
+const A = { run: fixture.run, cells, samples: fixture.samples };
 const ID = "tiny-xlmr__onnx-cpp__sweep__seq32__c2";
 
-/** The fixture cell with its throughput figures (headline and every repetition) scaled by `f`. */
-function scaledThroughput(c: CellResult, f: number): CellResult {
-  const reps = c.repetitions!.map((r) => ({ ...r, textsPerSecond: r.textsPerSecond * f }));
+/** The fixture cell and its sample with throughput scaled by `f` and latency by 1 / f. */
+function scaled(c: CellResult, f: number) {
+  const sample = fixture.samples.get(c.id)!;
+  const percentiles = Object.fromEntries(
+    Object.entries(c.latencyMs!.percentiles).map(([k, q]) => [k, { ...q, value: q.value && q.value / f }]),
+  ) as NonNullable<CellResult["latencyMs"]>["percentiles"];
   return {
-    ...c,
-    textsPerSecond: c.textsPerSecond! * f,
-    repetitions: reps,
-    noise: { ...c.noise, textsPerSecond: spread(reps.map((r) => r.textsPerSecond)) },
+    cell: {
+      ...c,
+      textsPerSecond: c.textsPerSecond! * f,
+      latencyMs: { ...c.latencyMs!, percentiles },
+    },
+    sample: { latencies: sample.latencies.map((v) => v / f), windowRps: sample.windowRps.map((v) => v * f) },
   };
 }
 
-Deno.test("compareCell() flags a change beyond the noise and leaves changes within it unflagged", () => {
+Deno.test("testChanges() finds a doubled throughput and halved latency significant, and an unchanged cell not", () => {
   const a = fixture.cells.get(ID)!;
-  const [texts, p50, p99, rss] = compareCell(a, scaledThroughput(a, 2)).changes;
+  const fast = scaled(a, 2);
+  const changed = compareCell(a, fast.cell);
+  const same = compareCell(a, a);
+  const samplesB = new Map([[ID, fast.sample]]);
+  testChanges([changed], fixture.samples, samplesB);
+  const [texts, p50, , rss] = changed.changes;
   equal(texts!.changePercent!.toFixed(6), "100.000000");
-  equal(texts!.beyondNoise, true);
-  equal(texts!.improved, true);
+  deepStrictEqual([texts!.beyondNoise, texts!.improved], [true, true]);
   ok(changeText(texts!).endsWith("(+100.0 %) better"));
-  // Unchanged figures: equal ranges overlap, so no flag.
-  for (const ch of [p50!, p99!, rss!]) {
+  deepStrictEqual([p50!.beyondNoise, p50!.improved], [true, true]);
+  equal(rss!.test, undefined, "memory is not tested");
+  testChanges([same], fixture.samples, fixture.samples);
+  for (const ch of same.changes.slice(0, 2)) {
     equal(ch.changePercent, 0);
-    equal(ch.beyondNoise, false);
-    equal(ch.improved, undefined);
+    equal(ch.beyondNoise, false, `${ch.metric.id}: the same cell against itself`);
   }
-  const slower = compareCell(a, scaledThroughput(a, 0.5)).changes[0]!;
-  deepStrictEqual([slower.beyondNoise, slower.improved], [true, false]);
-  ok(changeText(slower).endsWith("(-50.0 %) worse"));
-  // A change smaller than the measured spread is within the noise.
-  const range = a.noise!.textsPerSecond!;
-  const small = compareCell(a, scaledThroughput(a, 1 + range.relativeRangePercent / 400)).changes[0]!;
-  equal(small.beyondNoise, false);
+  const slower = compareCell(a, scaled(a, 0.5).cell);
+  testChanges([slower], fixture.samples, new Map([[ID, scaled(a, 0.5).sample]]));
+  deepStrictEqual([slower.changes[0]!.beyondNoise, slower.changes[0]!.improved], [true, false]);
+  ok(changeText(slower.changes[0]!).endsWith("(-50.0 %) worse"));
 });
 
 Deno.test("buildComparison() pairs cells by id and lists status changes and cells only one run holds", () => {
@@ -79,7 +85,7 @@ Deno.test("embbench compare writes compare.html and compare.md, and refuses a fo
     equal(r.code, 0, r.stderr);
     equal(r.stdout.trim(), join(out, "compare.html"));
     const md = await Deno.readTextFile(join(out, "compare.md"));
-    ok(md.includes("0 changes beyond the noise: 0 better, 0 worse"));
+    ok(/0 of \d+ tested changes are significant: 0 better, 0 worse/.test(md), "a run against itself");
     if (!(await skipBrowserTests())) {
       const page = await checkPage(join(out, "compare.html"));
       deepStrictEqual([page.consoleErrors, page.requests], [[], []]);

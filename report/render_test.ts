@@ -5,6 +5,7 @@ import { FRAMEWORKS } from "../lib/frameworks.ts";
 import { loadRun } from "../tasks/report.ts";
 import { checkPage, skipBrowserTests } from "./browser.ts";
 import { buildReport } from "./report.ts";
+import { percentile } from "./summary.ts";
 import { renderReport } from "./render.ts";
 
 /** A real run (report/testdata/make_fixture.sh): tiny-xlmr, 6 frameworks, 2 sequence lengths, PyTorch OOM-killed. */
@@ -13,7 +14,7 @@ const GOLDEN = new URL("./testdata/fixture-report.md", import.meta.url).pathname
 
 const fixture = await loadRun(FIXTURE);
 const cells = [...fixture.cells.values()];
-const { html, markdown } = await renderReport(fixture.run, cells);
+const { html, markdown } = await renderReport(fixture.run, cells, fixture.samples);
 
 interface ChartJson {
   id: string;
@@ -29,18 +30,18 @@ const charts = JSON.parse(/of (\[.*\])\) \{/.exec(html)![1]!) as ChartJson[];
 const cell = (id: string) => fixture.cells.get(id)!;
 
 Deno.test("the fixture is the real run it claims to be", () => {
-  equal(cells.length, 60);
-  equal(cells.filter((c) => c.status === "failed").length, 10);
-  ok(
-    cells.filter((c) => c.status === "failed").every((c) =>
-      c.framework === "torch" && /OOM killed/.test(c.failure!)
-    ),
-  );
-  ok(
-    cells.filter((c) => c.status === "ok").every((c) =>
-      c.repetitions?.length === 3 && c.noise?.throughputRps
-    ),
-  );
+  // 6 frameworks × 2 sequence lengths × (2 scenarios + 3 sweep levels + 2 open-loop rates)
+  equal(cells.length, 84);
+  const failed = cells.filter((c) => c.status === "failed");
+  equal(failed.length, 14);
+  ok(failed.every((c) => c.framework === "torch" && /OOM killed/.test(c.failure!)), failed[0]?.failure);
+  for (const c of cells.filter((c) => c.status === "ok")) {
+    equal(c.counts!.passes, 2, c.id);
+    equal(c.passes!.length, 2, c.id);
+    equal(c.latencyMs!.n, c.counts!.successful, c.id);
+    equal(fixture.samples.get(c.id)!.latencies.length, c.counts!.successful, `${c.id}: its request log`);
+  }
+  equal(cells.filter((c) => c.status === "ok" && c.openLoop).length, 20);
 });
 
 Deno.test("the report holds every section, and one summary row per scenario and sequence length", () => {
@@ -51,7 +52,8 @@ Deno.test("the report holds every section, and one summary row per scenario and 
     ok(html.includes(`>${h}</h2>`), `section ${h}`);
     ok(markdown.includes(`\n## ${h}\n`), `markdown section ${h}`);
   }
-  const summary = buildReport(fixture.run, cells).blocks.find((b) => b.kind === "table")!;
+  ok(markdown.includes("\n### tiny-xlmr: latency under a fixed arrival rate\n"));
+  const summary = buildReport(fixture.run, cells, fixture.samples).blocks.find((b) => b.kind === "table")!;
   ok(summary.kind === "table");
   deepStrictEqual(
     summary.rows.map((r) => `${r[1]}/${r[2]}`),
@@ -64,11 +66,13 @@ Deno.test("the report holds every section, and one summary row per scenario and 
       "128/sweep",
     ],
   );
-  // Every verdict names a leader, a margin and a noise judgement.
+  // Every verdict names a leader, a margin and a test's outcome (or why there is none).
   for (const r of summary.rows) {
     for (const v of r.slice(5)) {
+      const text = typeof v === "string" ? v : v.text;
       ok(
-        /; [\d.]+ % (lower|higher) than .*; (beyond|within) noise$/.test(typeof v === "string" ? v : v.text),
+        /; [\d.]+ % (lower|higher) than .*; (significant|not significant|not tested)/.test(text),
+        text,
       );
     }
   }
@@ -85,6 +89,8 @@ Deno.test("every chart is filled from the cell files, in each framework's own co
     "cold-tiny-xlmr",
     "batch-tiny-xlmr-32",
     "batch-tiny-xlmr-128",
+    "rate-tiny-xlmr-32",
+    "rate-tiny-xlmr-128",
   ]);
   for (const c of charts) {
     ok(c.config.data.datasets.length > 0, `${c.id} has datasets`);
@@ -98,10 +104,27 @@ Deno.test("every chart is filled from the cell files, in each framework's own co
   // Latency: p50, p95 and p99 per framework that ran (PyTorch never started), points = sweep levels.
   const lat = charts[0]!.config.data.datasets;
   equal(lat.length, 5 * 3);
+  const cpp50 = lat.find((d) => d.label === "ONNX Runtime (C++) p50")!;
+  deepStrictEqual(
+    cpp50.data,
+    [1, 2, 4].map((c) => ({ x: c, y: percentile(cell(`tiny-xlmr__onnx-cpp__sweep__seq32__c${c}`), "p50") })),
+  );
+  // A percentile the cell's sample cannot support is left out, not drawn.
   const cpp99 = lat.find((d) => d.label === "ONNX Runtime (C++) p99")!;
   deepStrictEqual(
     cpp99.data,
-    [1, 2, 4].map((c) => ({ x: c, y: cell(`tiny-xlmr__onnx-cpp__sweep__seq32__c${c}`).oha!.latencyMs.p99 })),
+    [1, 2, 4].map((c) => ({ x: c, y: percentile(cell(`tiny-xlmr__onnx-cpp__sweep__seq32__c${c}`), "p99") }))
+      .filter((p) => p.y !== undefined),
+  );
+  // Open loop: p50 against the offered rate.
+  const rate = charts.find((c) => c.id === "rate-tiny-xlmr-32")!.config.data.datasets;
+  const ovRate = rate.find((d) => d.label === "OpenVINO p50")!;
+  deepStrictEqual(
+    ovRate.data,
+    [50, 90].map((f) => cell(`tiny-xlmr__openvino__rate__seq32__f${f}`)).map((c) => ({
+      x: c.openLoop!.offeredRps,
+      y: percentile(c, "p50"),
+    })),
   );
   const batch = charts.find((c) => c.id === "batch-tiny-xlmr-128")!.config.data;
   deepStrictEqual(batch.labels, ["batch 1", "batch 8"]);
@@ -119,11 +142,11 @@ Deno.test("failed cells, environment and methodology come from the run", () => {
     ok(html.includes(v.imageId!) && markdown.includes(v.imageId!), `image id of ${f}`);
   }
   ok(markdown.includes(fixture.run.environment.cpu.model));
-  ok(markdown.includes("split over 3 back-to-back oha runs"));
-  ok(
-    /Noise in this run: across 50 cells, .* has a median of [\d.]+ % and a maximum of [\d.]+ % \(tiny-xlmr__/
-      .test(markdown),
-  );
+  ok(markdown.includes("Passes: every cell is measured in 2 pass(es)."));
+  ok(markdown.includes("windows of 1 s"));
+  ok(/One Holm–Bonferroni correction covers all \d+ tested verdicts of this summary/.test(markdown));
+  ok(/\d+ of 70 cells reached steady state in every pass/.test(markdown));
+  ok(markdown.includes("needs ≥ 10,000 requests"), "an unsupported p99.9 says what it needs");
   ok(markdown.includes("Each one had to pass 'embbench verify'"));
   ok(markdown.includes("with a 200m memory limit"));
   ok(markdown.includes("| sweep | 1, 2, 4 | 1 | 150 per level |"));
@@ -132,12 +155,12 @@ Deno.test("failed cells, environment and methodology come from the run", () => {
 Deno.test("the markdown twin matches the reviewed copy (UPDATE_GOLDEN=1 rewrites it)", async () => {
   if (Deno.env.get("UPDATE_GOLDEN") === "1") await Deno.writeTextFile(GOLDEN, markdown);
   equal(markdown, await Deno.readTextFile(GOLDEN));
-  // Each of the 60 cells is one row of the every-cell table.
+  // Each of the 84 cells is one row of the every-cell table.
   const rows = markdown.split("\n").filter((l) =>
-    /^\| tiny-xlmr \| [^|]+ \| (single_query|batch_processing|sweep) \| \d+ \| \d+ \| \d+ \| (ok|failed) \|/
+    /^\| tiny-xlmr \| [^|]+ \| (single_query|batch_processing|sweep|rate) \| \d+ \| \d+ \| \d+ \| (ok|failed) \|/
       .test(l)
   );
-  equal(rows.length, 60);
+  equal(rows.length, 84);
 });
 
 Deno.test({

@@ -26,6 +26,24 @@ if (!html.includes(`<p>${cells.size} cells:`)) {
   problems.push(`the report does not cover the run's ${cells.size} cells`);
 }
 if (!(await exists(join(runDir, "report.md")))) problems.push("report.md is missing beside report.html");
+// What every measured cell must carry (issue: every figure earned), and what the report must show.
+const ok = [...cells.values()].filter((c) => c.status === "ok");
+for (const c of ok) {
+  const p50 = c.latencyMs?.percentiles.p50;
+  if (!p50 || p50.value === undefined || p50.lower === undefined || p50.upper === undefined) {
+    problems.push(`${c.id}: no pooled p50 with an interval`);
+  }
+  if (!c.counts || c.counts.successful !== c.latencyMs?.n) problems.push(`${c.id}: no sample count`);
+  if (c.steady === undefined) problems.push(`${c.id}: no steady-state flag`);
+  if (c.loadgen?.busyMax === undefined) problems.push(`${c.id}: no load-generator CPU figure`);
+  if (c.connections?.openedMax === undefined) problems.push(`${c.id}: no connection count`);
+}
+if (!ok.some((c) => c.openLoop)) problems.push("the run has no open-loop cell");
+if (!/<canvas id="rate-/.test(html)) problems.push("the report has no latency-versus-load chart");
+const unsupported = ok.filter((c) => c.latencyMs?.percentiles.p999.value === undefined);
+if (unsupported.length && !html.includes("needs ≥ 10,000 requests")) {
+  problems.push("an unsupported p99.9 is not shown as the requests it needs");
+}
 const artifacts = join(REPO_ROOT, "results", "test-artifacts");
 await Deno.mkdir(artifacts, { recursive: true });
 const screenshot = join(artifacts, `${basename(runDir)}.png`);
@@ -44,5 +62,7 @@ if (problems.length) {
   Deno.exit(1);
 }
 console.error(
-  `check_report: ${path}: ${page.canvases.length} charts drawn, ${cells.size} cells, no console error, no request; screenshot ${screenshot}`,
+  `check_report: ${path}: ${page.canvases.length} charts drawn, ${cells.size} cells (${
+    ok.filter((c) => c.openLoop).length
+  } open-loop), every ok cell with pooled percentiles, intervals, counts, steady flag, loadgen CPU and connections; no console error, no request; screenshot ${screenshot}`,
 );
