@@ -65,11 +65,19 @@ export interface PassResult {
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-/** The window length that gives each window enough measured requests at the warm-up's rate. */
-export function windowLength(rules: MeasurementRules, concurrency: number, rateRps: number): number {
+/**
+ * The window length that gives each window enough measured requests at the warm-up's rate, but
+ * short enough that steady_windows of them fit in max_s (so steady state can be judged at all).
+ */
+export function windowLength(
+  rules: Omit<MeasurementRules, "warmup_requests">,
+  concurrency: number,
+  rateRps: number,
+): number {
   if (!(rateRps > 0)) return rules.window_s;
   const needed = (MIN_WINDOW_REQUESTS + 2 * concurrency) / rateRps;
-  return Math.min(rules.max_s, Math.max(rules.window_s, Math.ceil(needed)));
+  const longest = Math.max(rules.window_s, Math.floor(rules.max_s / rules.steady_windows));
+  return Math.min(longest, Math.max(rules.window_s, Math.ceil(needed)));
 }
 
 /** Runs one pass; its requests are written to the request log before it returns. */
