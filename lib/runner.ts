@@ -268,6 +268,22 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
     }, started);
   };
 
+  /** Records a failed pass for each cell (nothing measured) and writes the cells, which have failed. */
+  const failPasses = async (failing: Cell[], pass: number, reason: string) => {
+    for (const c of failing) {
+      const now = new Date().toISOString();
+      await recordPass({
+        cellId: c.id,
+        pass,
+        status: "failed",
+        failure: reason,
+        startedAt: now,
+        endedAt: now,
+      });
+      await maybeFinish(c);
+    }
+  };
+
   /** The rate of an open-loop cell: its fraction of the framework's best closed-loop batch-1 throughput. */
   const openLoopRate = (cell: Cell, pass: number) => {
     const first = passRecords.get(cell.id)?.get(1)?.openLoop;
@@ -308,20 +324,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
           }
         }
         const gateFailure = gated.get(key);
-        const failPending = async (reason: string) => {
-          for (const c of pending) {
-            const now = new Date().toISOString();
-            await recordPass({
-              cellId: c.id,
-              pass,
-              status: "failed",
-              failure: reason,
-              startedAt: now,
-              endedAt: now,
-            });
-            await maybeFinish(c);
-          }
-        };
+        const failPending = (reason: string) => failPasses(pending, pass, reason);
         if (gateFailure !== undefined) {
           await failPending(gateFailure);
           continue;
@@ -443,19 +446,11 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
               });
               if (!(await o.engine.state(s.containerId)).running) {
                 // The container is gone: the block's remaining cells fail in this pass.
-                const rest = pending.slice(pending.indexOf(cell) + 1);
-                for (const c of rest) {
-                  const now = new Date().toISOString();
-                  await recordPass({
-                    cellId: c.id,
-                    pass,
-                    status: "failed",
-                    failure: `${framework} stopped during an earlier cell: ${(e as Error).message}`,
-                    startedAt: now,
-                    endedAt: now,
-                  });
-                  await maybeFinish(c);
-                }
+                await failPasses(
+                  pending.slice(pending.indexOf(cell) + 1),
+                  pass,
+                  `${framework} stopped during an earlier cell: ${(e as Error).message}`,
+                );
                 await maybeFinish(cell);
                 break;
               }
