@@ -305,6 +305,13 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
     return { fraction: cell.rateFraction!, capacityRps: capacity, offeredRps: capacity * cell.rateFraction! };
   };
 
+  // A run killed after a cell's last pass was kept but before its cell file was written: write it now.
+  for (const c of todo) {
+    const recs = passRecords.get(c.id);
+    if (recs && (recs.size >= passes || [...recs.values()].some((r) => r.status === "failed"))) {
+      await maybeFinish(c);
+    }
+  }
   const blocks = blocksOf(todo);
   const gated = new Map<string, string | undefined>();
   try {

@@ -15,7 +15,7 @@ import {
 } from "../lib/stats/verdicts.ts";
 import { type Block, type Cell, finite, fmt, type ReportDocument } from "./document.ts";
 import { CELL_COLUMNS, cellIdentity, sortCells } from "./report.ts";
-import { frameworkStyle, type Metric, METRICS } from "./summary.ts";
+import { frameworkStyle, type Metric, METRICS, testText } from "./summary.ts";
 
 export interface Change {
   metric: Metric;
@@ -70,9 +70,17 @@ export function testChanges(
       if (!ch.metric.tested || !finite(ch.a) || !finite(ch.b)) continue;
       const sa = samplesA.get(c.id);
       const sb = samplesB.get(c.id);
+      const ra = c.a.openLoop?.offeredRps;
+      const rb = c.b.openLoop?.offeredRps;
+      // An open-loop cell's latency depends on its offered rate, which each run takes from its own capacity.
+      const rates = ra !== undefined && rb !== undefined && Math.abs(ra - rb) > 0.01 * Math.max(ra, rb)
+        ? `offered rates differ (${fmt(ra, 1)} and ${fmt(rb, 1)} req/s)`
+        : undefined;
       pending.push({
         ch,
-        d: sa && sb
+        d: rates
+          ? { metric: ch.metric.tested, method: "none", untestable: rates }
+          : sa && sb
           ? testDifference(ch.metric.tested, sa, sb)
           : { metric: ch.metric.tested, method: "none", untestable: "no per-request data" },
       });
@@ -103,11 +111,7 @@ function changeCell(c: Change): Cell {
   return {
     text: changeText(c),
     className,
-    title: c.beyondNoise === undefined
-      ? c.test?.untestable ? `not tested: ${c.test.untestable}` : "not tested"
-      : c.beyondNoise
-      ? `significant (Holm-adjusted p = ${fmt(c.test?.adjustedP, 4)})`
-      : `not significant (Holm-adjusted p = ${fmt(c.test?.adjustedP, 3)})`,
+    title: testText(c.test),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import type { CellResult, RunInfo } from "../lib/results/results.ts";
 import { cpusetSize } from "../lib/server/server.ts";
+import { RATE_SCENARIO } from "../lib/config/plan.ts";
 import { LOADGEN_BUSY_LIMIT } from "../lib/stats/cell.ts";
 import { quantileSorted } from "../lib/stats/quantiles.ts";
 import { type CellSample, FAMILY_ALPHA } from "../lib/stats/verdicts.ts";
@@ -36,10 +37,10 @@ const PERCENTILES = [
 /** Cells ordered for tables: model, sequence length, scenario (config order, sweep last), concurrency, framework. */
 export function sortCells(cells: CellResult[], scenarioOrder: string[]): CellResult[] {
   const fw = frameworkOrder(cells.map((c) => c.framework));
-  const sc = (s: string) => (s === "sweep" ? 1e6 : scenarioOrder.indexOf(s));
+  const sc = (s: string) => (s === "sweep" ? 1e6 : s === RATE_SCENARIO ? 2e6 : scenarioOrder.indexOf(s));
   return [...cells].sort((a, b) =>
     a.model.localeCompare(b.model) || a.sequenceLength - b.sequenceLength ||
-    sc(a.scenario) - sc(b.scenario) ||
+    sc(a.scenario) - sc(b.scenario) || (a.rateFraction ?? 0) - (b.rateFraction ?? 0) ||
     a.concurrency - b.concurrency || fw.indexOf(a.framework) - fw.indexOf(b.framework)
   );
 }
@@ -382,12 +383,16 @@ function summarySection(cells: CellResult[], run: RunInfo, samples: Map<string, 
 /** The columns that say which cell a table row is (the first three are text). */
 export const CELL_COLUMNS = ["model", "framework", "scenario", "seq", "batch", "c", "status"];
 
-/** A cell's values for CELL_COLUMNS, with its status shown as given. */
+/** A cell's values for CELL_COLUMNS, with its status shown as given; open-loop cells name their load. */
 export function cellIdentity(c: CellResult, status: Cell): Cell[] {
   return [
     c.model,
     { text: frameworkStyle(c.framework).label, swatch: frameworkStyle(c.framework).colour },
-    c.scenario,
+    c.rateFraction !== undefined
+      ? `${c.scenario} ${fmt(c.rateFraction * 100, 0)} %${
+        c.openLoop ? ` (${fmt(c.openLoop.offeredRps, 1)} req/s)` : ""
+      }`
+      : c.scenario,
     String(c.sequenceLength),
     String(c.batchSize),
     String(c.concurrency),
@@ -550,7 +555,7 @@ function methodologySection(run: RunInfo): Block[] {
       c.open_loop
         ? ` Open loop: requests arrive at a fixed rate, ${
           c.open_loop.fractions.map((f) => `${f * 100} %`).join(", ")
-        } of the framework's best closed-loop batch-1 throughput at that sequence length (from the sweep), over up to ${c.open_loop.connections} connections, latency counted from each request's scheduled send time (oha -q with --latency-correction).`
+        } of the framework's best closed-loop batch-1 throughput at that sequence length in the same pass (single_query and the sweep; the first pass's rate is kept), over up to ${c.open_loop.connections} connections, latency counted from each request's scheduled send time (oha -q with --latency-correction).`
         : ""
     }`,
     `Request bodies: for each sequence length (${
@@ -566,7 +571,7 @@ function methodologySection(run: RunInfo): Block[] {
     } %. The tests treat requests (or windows) as independent, which queueing does not guarantee; cells measured in several passes spread the risk over container starts.`,
     `Load generator: oha's own CPU time is measured in every window; a cell where it was over ${
       LOADGEN_BUSY_LIMIT * 100
-    } % busy is flagged. Connections opened per window are counted (kernel TCP ActiveOpens); more than the concurrency, beyond 10 % + 2, marks a server that drops keep-alive.${
+    } % busy is flagged. Connections opened per window are counted from the kernel's socket tables (client ports to the server's port that were not there before the window, TIME_WAIT included); more than the concurrency, beyond 10 % + 2, marks a server that drops keep-alive.${
       run.placement
         ? ` The harness and the container engine ran on CPUs ${run.placement.cpus}${
           run.placement.notMoved.length ? `, except: ${run.placement.notMoved.join("; ")}` : ""

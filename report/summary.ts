@@ -11,6 +11,7 @@ import {
   type CellSample,
   decide,
   type Difference,
+  FAMILY_ALPHA,
   testDifference,
   type TestedMetric,
   type Verdict as Test,
@@ -240,9 +241,11 @@ export function percentileText(c: CellResult, key: PercentileKey, digits = 2, in
 export function testText(t: Test | undefined): string {
   if (!t) return "not tested";
   if (t.untestable) return `not tested: ${t.untestable}`;
-  return `${t.significant ? "significant" : "not significant"} (adjusted p = ${
-    t.adjustedP! < 0.001 ? "< 0.001" : fmt(t.adjustedP, 3)
-  })`;
+  const p = `adjusted p = ${t.adjustedP! < 0.001 ? "< 0.001" : fmt(t.adjustedP, 3)}`;
+  if (t.significant) return `significant (${p})`;
+  return t.passesApart === false && t.adjustedP! <= FAMILY_ALPHA
+    ? `not significant (${p}, but the passes overlap)`
+    : `not significant (${p})`;
 }
 
 /** How a verdict reads in a table cell. */

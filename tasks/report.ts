@@ -42,7 +42,7 @@ export async function loadRun(runDir: string): Promise<LoadedRun> {
     for (const c of cells.values()) {
       if (c.status !== "ok") continue;
       const requests = await readCellRequests(runPaths(runDir).logs, c.id);
-      if (requests.length) samples.set(c.id, cellSample(requests, c.windowRps ?? []));
+      if (requests.length) samples.set(c.id, cellSample(requests, c.passes ?? []));
     }
     return { run, cells, samples };
   } catch (e) {

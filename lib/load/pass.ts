@@ -59,7 +59,8 @@ export interface PassResult {
   endedBy: PassEnd;
   /** Each window's length, seconds (window_s, lengthened for slow cells). */
   windowS: number;
-  warmup: { requests: number; durationS: number; throughputRps: number };
+  /** The discarded warm-up; its failed requests (non-2xx or unanswered) still count against the cell. */
+  warmup: { requests: number; durationS: number; throughputRps: number; failed: number };
   windows: WindowRecord[];
 }
 
@@ -109,6 +110,7 @@ export async function measurePass(spec: PassSpec, signal?: AbortSignal): Promise
     requests: warm.summary.responses + warm.summary.errorCount,
     durationS: warm.summary.durationS,
     throughputRps: warm.summary.throughputRps,
+    failed: warm.summary.failedStatus + warm.summary.errorCount,
   };
   const windowS = windowLength(spec.rules, spec.concurrency, spec.rateQps ?? warmup.throughputRps);
 
@@ -139,7 +141,7 @@ export async function measurePass(spec: PassSpec, signal?: AbortSignal): Promise
       endedBy = "server_stopped";
       break;
     }
-    const failed = sum(windows.map((x) => x.failedStatus + sum(Object.values(x.errors))));
+    const failed = warmup.failed + sum(windows.map((x) => x.failedStatus + sum(Object.values(x.errors))));
     const attempted = failed + sum(windows.map((x) => x.successful));
     if (failed > 0 && failed / attempted > spec.maxErrorRate) {
       endedBy = "errors";

@@ -11,19 +11,19 @@ import { type OhaOptions, runOha } from "./oha.ts";
 export interface WindowRecord {
   /** 1-based within its pass. */
   index: number;
-  /** Seconds from the first response to the deadline: the span throughput is counted over. */
+  /** Seconds between the first and the last 2xx answer counted for throughput (see splitWindow). */
   durationS: number;
   /** Requests measured: sent after the first response arrived (the connection openers excluded). */
   measured: number;
   /** Measured requests answered 2xx. */
   successful: number;
-  /** Measured requests answered with another status. */
+  /** Requests of the window (measured or not) answered with another status. */
   failedStatus: number;
   /** Requests that got no answer (connection errors, timeouts), by kind; oha cannot say when they were sent. */
   errors: Record<string, number>;
   /** The requests in flight before the first response: one per connection oha opened. */
   openers: number;
-  /** 2xx responses completed inside [first response, deadline] per second of it. */
+  /** Completions per second between the last opener's answer and the last answer before the deadline. */
   throughputRps: number;
   /** TCP connections oha opened during the window (see OhaRun.connectionsOpened). */
   connectionsOpened?: number;
@@ -45,8 +45,12 @@ export interface SplitWindow {
  * Splits a window's responses. A closed-loop connection sends its next request only after its
  * previous answer, so every request sent before the first answer arrived is the first on its
  * connection: those openers carry the connection set-up and the initial burst and are set apart.
- * Under a fixed rate the same rule sets apart the requests sent before the first answer. Throughput
- * counts 2xx answers completed between the first answer and the deadline, over that span.
+ * Under a fixed rate the same rule sets apart the requests sent before the first answer.
+ *
+ * Throughput is taken between completions, so no partial service time at either end biases it:
+ * from the answer to the last opener (when every connection is cycling) to the last 2xx answer
+ * before the deadline, k answers after the first over the time between them. For one connection
+ * answering every s seconds that is exactly 1 / s.
  */
 export function splitWindow(records: RequestRecord[], deadlineS: number): SplitWindow {
   if (records.length === 0) {
@@ -60,23 +64,23 @@ export function splitWindow(records: RequestRecord[], deadlineS: number): SplitW
   const measured = records.map((r) => r.startS >= firstEnd);
   let successful = 0;
   let failedStatus = 0;
-  let completedInside = 0;
+  let lastOpenerEnd = -Infinity;
   records.forEach((r, i) => {
-    if (measured[i]) {
-      if (isSuccess(r.status)) successful++;
-      else failedStatus++;
-    }
-    if (isSuccess(r.status) && r.endS >= firstEnd && r.endS <= deadlineS) completedInside++;
+    if (!isSuccess(r.status)) failedStatus++;
+    else if (measured[i]) successful++;
+    if (!measured[i]) lastOpenerEnd = Math.max(lastOpenerEnd, r.endS);
   });
-  const durationS = Math.max(0, deadlineS - firstEnd);
+  const ends = records.filter((r) => isSuccess(r.status) && r.endS >= lastOpenerEnd && r.endS <= deadlineS)
+    .map((r) => r.endS).sort((a, b) => a - b);
+  const durationS = ends.length >= 2 ? ends.at(-1)! - ends[0]! : 0;
   return {
     record: {
       durationS,
-      measured: successful + failedStatus,
+      measured: measured.filter(Boolean).length,
       successful,
       failedStatus,
       openers: measured.filter((m) => !m).length,
-      throughputRps: durationS > 0 ? completedInside / durationS : 0,
+      throughputRps: durationS > 0 ? (ends.length - 1) / durationS : 0,
     },
     measured,
   };

@@ -26,9 +26,17 @@ Deno.test("splitWindow() sets apart the requests sent before the first answer an
   equal(s.record.measured, 4);
   equal(s.record.successful, 3);
   equal(s.record.failedStatus, 1);
-  // 2xx answers completed in [0.1, 1.0]: 0.1, 0.2, 0.3, 0.5 → 4 over 0.9 s.
-  equal(s.record.durationS, 0.9);
-  ok(Math.abs(s.record.throughputRps - 4 / 0.9) < 1e-12);
+  // 2xx answers from the last opener's (0.2 s) to the last before the deadline (0.5 s): 0.2, 0.3, 0.5.
+  ok(Math.abs(s.record.durationS - 0.3) < 1e-12);
+  ok(Math.abs(s.record.throughputRps - 2 / 0.3) < 1e-9);
+});
+
+Deno.test("splitWindow() measures one connection's rate exactly, whatever the deadline cuts", () => {
+  // One connection, 0.1 s per request; the deadline falls mid-request.
+  const records = Array.from({ length: 12 }, (_, i) => rec(i * 0.1, (i + 1) * 0.1));
+  const s = splitWindow(records, 1.05);
+  ok(Math.abs(s.record.throughputRps - 10) < 1e-9, `${s.record.throughputRps} req/s`);
+  equal(s.record.openers, 1);
 });
 
 Deno.test("splitWindow() of an empty window measures nothing", () => {

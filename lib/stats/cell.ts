@@ -27,8 +27,10 @@ export interface CellFigures {
     /** Requests sent after the first response of their window. */
     measured: number;
     successful: number;
-    /** Measured requests answered with a non-2xx status. */
+    /** Window requests (measured or connection openers) answered with a non-2xx status. */
     failedStatus: number;
+    /** Warm-up requests that failed (non-2xx or unanswered): not timed, but they count as failures. */
+    warmupFailed: number;
     /** Requests that got no answer, by kind. */
     errors: Record<string, number>;
     /** Connection-opening requests set apart (not in the figures). */
@@ -38,7 +40,7 @@ export interface CellFigures {
     windows: number;
     passes: number;
   };
-  /** Failed fraction: (failedStatus + errors) / (those + successful). */
+  /** Failed fraction: (failedStatus + errors + warmupFailed) / (those + successful). */
   errorRate: number;
   /** True when every pass reached steady state. */
   steady: boolean;
@@ -70,21 +72,19 @@ export function cellFigures(
 ): CellFigures {
   const windows = passes.flatMap((p) => p.windows);
   const latencies: number[] = [];
-  let failedStatus = 0;
-  for (const r of requests) {
-    if (!r.measured) continue;
-    if (isSuccess(r.status)) latencies.push(r.latencyMs);
-    else failedStatus++;
-  }
+  for (const r of requests) if (r.measured && isSuccess(r.status)) latencies.push(r.latencyMs);
+  const failedStatus = sum(windows.map((w) => w.failedStatus));
+  const warmupFailed = sum(passes.map((p) => p.warmup.failed ?? 0));
   const errors: Record<string, number> = {};
   for (const w of windows) {
     for (const [k, n] of Object.entries(w.errors)) errors[k] = (errors[k] ?? 0) + n;
   }
   const errorCount = sum(Object.values(errors));
   const successful = latencies.length;
+  const failures = failedStatus + errorCount + warmupFailed;
   let failedAtTimeout = 0;
   if (o.tolerateFailures) {
-    failedAtTimeout = failedStatus + errorCount;
+    failedAtTimeout = failures;
     for (let i = 0; i < failedAtTimeout; i++) latencies.push(o.timeoutMs);
   }
   const span = sum(windows.map((w) => w.durationS));
@@ -94,22 +94,23 @@ export function cellFigures(
   const opened = windows.map((w) => w.connectionsOpened).filter((c): c is number => c !== undefined);
   const openedMax = opened.length ? Math.max(...opened) : undefined;
   const allowed = o.concurrency * (1 + EXTRA_CONNECTIONS.fraction) + EXTRA_CONNECTIONS.absolute;
-  const attempted = successful + failedStatus + errorCount;
+  const attempted = successful + failures;
   return {
     latencyMs: summarize(latencies),
     throughputRps,
     textsPerSecond: throughputRps * o.batchSize,
     counts: {
-      measured: successful + failedStatus,
+      measured: sum(windows.map((w) => w.measured)),
       successful,
       failedStatus,
+      warmupFailed,
       errors,
       openers: sum(windows.map((w) => w.openers)),
       failedAtTimeout,
       windows: windows.length,
       passes: passes.length,
     },
-    errorRate: attempted > 0 ? (failedStatus + errorCount) / attempted : 0,
+    errorRate: attempted > 0 ? failures / attempted : 0,
     steady: passes.length > 0 && passes.every((p) => p.steady),
     windowRps: windows.map((w) => w.throughputRps),
     loadgen: {

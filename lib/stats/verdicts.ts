@@ -1,12 +1,15 @@
 /**
  * Whether two cells differ: a hypothesis test per figure on the cells' per-request data (latency
- * percentiles) or window rates (throughput), and one Holm–Bonferroni correction over every verdict
- * a report or comparison makes, so the chance of calling any identical pair different stays at
- * FAMILY_ALPHA however many verdicts there are.
+ * percentiles) or window rates (throughput), one Holm–Bonferroni correction over every verdict a
+ * report or comparison makes, and a guard against container luck: the tests take requests and
+ * windows as independent, which they are not across container starts, so a difference is called
+ * significant only when, in addition, every pass of one cell is on the same side of every pass of
+ * the other.
  */
 import type { LoggedRequest } from "../load/requests.ts";
 import { isSuccess } from "../load/requests.ts";
-import { requiredSamples } from "./quantiles.ts";
+import type { PassResult } from "../load/pass.ts";
+import { quantile, requiredSamples } from "./quantiles.ts";
 import { holm, quantileTest, welchTTest } from "./tests.ts";
 
 /** The chance, over a whole report or comparison, of calling any pair of identical cells different. */
@@ -18,6 +21,8 @@ export interface CellSample {
   latencies: number[];
   /** Each window's throughput, req/s. */
   windowRps: number[];
+  /** Each pass's own figures (p50 and p99 ms of its measured requests, its throughput req/s). */
+  passes?: Record<TestedMetric, number>[];
 }
 
 /** The figures verdicts are made on. */
@@ -30,6 +35,8 @@ export interface Difference {
   pValue?: number;
   method: string;
   untestable?: string;
+  /** False when the two cells' per-pass figures overlap: the difference may be container luck. */
+  passesApart?: boolean;
 }
 
 /** A difference after the correction over its family. */
@@ -40,12 +47,30 @@ export interface Verdict extends Difference {
   significant?: boolean;
 }
 
-/** A cell's sample from its logged requests and window rates. */
-export function cellSample(requests: LoggedRequest[], windowRps: number[]): CellSample {
+/** A cell's sample from its logged requests and its passes' windows. */
+export function cellSample(requests: LoggedRequest[], passes: PassResult[]): CellSample {
+  const ok = requests.filter((r) => r.measured && isSuccess(r.status));
   return {
-    latencies: requests.filter((r) => r.measured && isSuccess(r.status)).map((r) => r.latencyMs),
-    windowRps,
+    latencies: ok.map((r) => r.latencyMs),
+    windowRps: passes.flatMap((p) => p.windows.map((w) => w.throughputRps)),
+    passes: passes.map((p) => {
+      const mine = ok.filter((r) => r.pass === p.pass).map((r) => r.latencyMs);
+      const span = p.windows.reduce((a, w) => a + w.durationS, 0);
+      return {
+        p50: quantile(mine, 0.5),
+        p99: quantile(mine, 0.99),
+        throughput: span > 0 ? p.windows.reduce((a, w) => a + w.throughputRps * w.durationS, 0) / span : NaN,
+      };
+    }),
   };
+}
+
+/** Whether every pass of one cell lies on the same side of every pass of the other, for a figure. */
+export function passesApart(metric: TestedMetric, a: CellSample, b: CellSample): boolean | undefined {
+  const va = a.passes?.map((p) => p[metric]).filter(Number.isFinite);
+  const vb = b.passes?.map((p) => p[metric]).filter(Number.isFinite);
+  if (!va?.length || !vb?.length) return undefined;
+  return Math.max(...va) < Math.min(...vb) || Math.max(...vb) < Math.min(...va);
 }
 
 /** Tests one figure of two cells: the Brown–Mood quantile test for percentiles, Welch's t for throughput. */
@@ -55,7 +80,12 @@ export function testDifference(metric: TestedMetric, a: CellSample, b: CellSampl
     if (a.windowRps.length < 2 || b.windowRps.length < 2) {
       return { metric, method, untestable: "needs ≥ 2 windows per cell" };
     }
-    return { metric, method, pValue: welchTTest(a.windowRps, b.windowRps).pValue };
+    return {
+      metric,
+      method,
+      pValue: welchTTest(a.windowRps, b.windowRps).pValue,
+      passesApart: passesApart(metric, a, b),
+    };
   }
   const p = metric === "p50" ? 0.5 : 0.99;
   const need = requiredSamples(p);
@@ -63,7 +93,7 @@ export function testDifference(metric: TestedMetric, a: CellSample, b: CellSampl
   if (a.latencies.length < need || b.latencies.length < need) {
     return { metric, method: r.method, untestable: `needs ≥ ${need} requests per cell` };
   }
-  return { metric, method: r.method, pValue: r.pValue };
+  return { metric, method: r.method, pValue: r.pValue, passesApart: passesApart(metric, a, b) };
 }
 
 /** Applies one Holm correction across every tested difference of a family (a report, a comparison). */
@@ -71,9 +101,9 @@ export function decide(differences: Difference[], alpha = FAMILY_ALPHA): Verdict
   const tested = differences.map((d, i) => [d, i] as const).filter(([d]) => d.pValue !== undefined);
   const { rejected, adjusted } = holm(tested.map(([d]) => d.pValue!), alpha);
   const out: Verdict[] = differences.map((d) => ({ ...d }));
-  tested.forEach(([, i], k) => {
+  tested.forEach(([d, i], k) => {
     out[i]!.adjustedP = adjusted[k];
-    out[i]!.significant = rejected[k];
+    out[i]!.significant = rejected[k]! && d.passesApart !== false;
   });
   return out;
 }
