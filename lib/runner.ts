@@ -159,7 +159,9 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
   const todo = cells.filter((c) => !done.has(c.id));
   const units = todo.length * passes;
   let unitsDone = todo.reduce((a, c) => a + (passRecords.get(c.id)?.size ?? 0), 0);
-  const resumedUnits = unitsDone;
+  // Time left: this process's wall time per pass it measured (a failed pass takes none), container
+  // starts and verify included, times the passes left.
+  let measuredUnits = 0;
   const t0 = performance.now();
   const est = passSeconds(rules);
   log.info(
@@ -173,8 +175,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
 
   const progress = () => {
     const elapsed = (performance.now() - t0) / 1000;
-    const measured = unitsDone - resumedUnits;
-    const left = measured > 0 ? (elapsed / measured) * (units - unitsDone) : undefined;
+    const left = measuredUnits > 0 ? (elapsed / measuredUnits) * (units - unitsDone) : undefined;
     return `[${unitsDone}/${units}] ${duration(elapsed)} elapsed${
       left !== undefined ? `, about ${duration(left)} left` : ""
     }`;
@@ -217,6 +218,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
     if (!passRecords.has(rec.cellId)) passRecords.set(rec.cellId, new Map());
     passRecords.get(rec.cellId)!.set(rec.pass, rec);
     unitsDone++;
+    if (rec.status === "ok") measuredUnits++;
   };
 
   /** Writes the cell file once every pass is in, or at once when a pass failed. */
