@@ -633,7 +633,9 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
       });
       return { status: r.status, headers: r.headers, body: await r.text() };
     } catch (e) {
-      return `${method} ${path} failed: ${e instanceof Error ? e.message : e}`;
+      // fetch's own message is "fetch failed"; the cause says what the connection did.
+      const cause = e instanceof Error && e.cause ? ` (${e.cause})` : "";
+      return `${method} ${path} failed: ${e instanceof Error ? e.message : e}${cause}`;
     }
   }
 
