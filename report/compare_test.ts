@@ -66,12 +66,12 @@ Deno.test("buildComparison() pairs cells by id and lists status changes and cell
   ok(list.kind === "list");
   equal(
     list.items[0],
-    `30 cells in both runs (24 ok in both), 30 only in ${fixture.run.runId}, 0 only in later.`,
+    `42 cells in both runs (34 ok in both), 42 only in ${fixture.run.runId}, 0 only in later.`,
   );
   equal(list.items[2], "1 cell changed status (ok ↔ failed).");
   const table = doc.blocks.find((x) => x.kind === "table" && x.columns.includes("status"))!;
   ok(table.kind === "table");
-  equal(table.rows.length, 30);
+  equal(table.rows.length, 42);
   ok(table.rows.some((r) => r[6] === "ok → failed"));
   const headings = doc.blocks.filter((x) => x.kind === "heading").map((x) => (x as { text: string }).text);
   ok(headings.includes("Cells whose status changed"));

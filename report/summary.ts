@@ -241,7 +241,7 @@ export function percentileText(c: CellResult, key: PercentileKey, digits = 2, in
 export function testText(t: Test | undefined): string {
   if (!t) return "not tested";
   if (t.untestable) return `not tested: ${t.untestable}`;
-  const p = `adjusted p = ${t.adjustedP! < 0.001 ? "< 0.001" : fmt(t.adjustedP, 3)}`;
+  const p = t.adjustedP! < 0.001 ? "adjusted p < 0.001" : `adjusted p = ${fmt(t.adjustedP, 3)}`;
   if (t.significant) return `significant (${p})`;
   return t.passesApart === false && t.adjustedP! <= FAMILY_ALPHA
     ? `not significant (${p}, but the passes overlap)`
