@@ -102,7 +102,19 @@ pub fn info_body(state: &AppState, framework: &FrameworkInfo) -> Value {
 async fn embed(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     match embed_inner(state, headers, body).await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // These answers leave (part of) the body unread, so the connection cannot be reused:
+            // say so, or a client sends its next request on a connection the server then drops.
+            let unread = matches!(
+                e.kind,
+                ErrorKind::PayloadTooLarge | ErrorKind::UnsupportedMediaType | ErrorKind::Unhealthy
+            );
+            let mut response = e.into_response();
+            if unread {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     }
 }
 
@@ -346,9 +358,12 @@ mod tests {
         ];
         for (req, code, kind) in cases {
             let what = format!("{} {}", req.method(), req.uri());
-            let (status, _, body) = send(&s, req).await;
+            let (status, headers, body) = send(&s, req).await;
             assert_eq!(status.as_u16(), code, "{what}: {body}");
             assert_error(status, &body, code, kind);
+            // An answer sent before the whole body was read closes the connection, and says so.
+            let closes = headers.get("connection").is_some_and(|v| v == "close");
+            assert_eq!(closes, code == 413 || code == 415, "{what}: connection header");
         }
         // The server keeps serving after errors.
         let (status, _, _) = send(&s, post_json(r#"{"inputs": "a"}"#)).await;
