@@ -81,6 +81,7 @@ export function buildProgram(onAction: (action: () => Promise<number | void>) =>
       c.argument("[model...]", "model ids from models.yaml (default: the active models)")
         .option("--fp16", "also write an fp16-compressed OpenVINO variant")
         .option("--force", "convert again even when the output is up to date")
+        .option("--bodies <k>", "distinct request bodies per payloads/*.jsonl file (default 64)")
         .addOption(
           new Option("--mode <mode>", "where conversion runs").choices(["auto", "docker", "native"]).default(
             "auto",
