@@ -317,7 +317,7 @@ Deno.test({
     equal(cells.length, 6);
     for (const c of cells) {
       equal(c.status, "failed");
-      ok(c.failure?.startsWith("torch failed verify with fake ("), c.failure);
+      ok(c.failure?.startsWith("pass 1: torch failed verify with fake ("), c.failure);
       ok(c.failure?.endsWith("not benchmarked; fix it or pass --skip-verify"), c.failure);
       equal(c.latencyMs, undefined, "nothing was measured");
     }

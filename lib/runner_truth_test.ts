@@ -35,6 +35,9 @@ const MODELS = `models:
     normalize: true
 `;
 
+// The slow requests make window throughput vary by design: a 2 s window at capacity holds about 85
+// answers, about 1.7 of them slow (Poisson, sd 1.3, each 180 ms longer), so window rates spread by
+// about ±12 % and three windows' range by about 25 %; steady_tolerance allows for that.
 const CONFIG = `active_models: [fake]
 frameworks: [torch]
 scenarios:
@@ -43,7 +46,7 @@ concurrency_sweep: { levels: [4], num_requests: 400, batch_size: 1 }
 input: { sequence_lengths: [32], warmup_requests: 20 }
 cpus: { server: "0", loadgen: "1" }
 container: { memory_limit: "256m", max_batch: 64, max_inflight: 1, health_timeout_s: 60 }
-measurement: { window_s: 2, steady_windows: 3, steady_tolerance: 0.1, max_s: 30, passes: 2, timeout_s: 30 }
+measurement: { window_s: 2, steady_windows: 3, steady_tolerance: 0.3, max_s: 30, passes: 2, timeout_s: 30 }
 open_loop: { fractions: [0.5], connections: 8, num_requests: 200, p99_target_ms: { "32": 400 } }
 `;
 
