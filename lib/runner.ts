@@ -472,7 +472,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
       }
     }
   } finally {
-    await restorePlacement();
+    await restorePlacement(online, serverCpus);
   }
   const interrupted = o.signal.aborted;
   if (interrupted) info.interrupted = "stopped by a signal; resume with --resume " + o.runDir;

@@ -56,10 +56,21 @@ async function pin(pid: number, cpus: string): Promise<string | undefined> {
 /** Each moved process's affinity before the first move, to put back when the run ends. */
 const original = new Map<number, string>();
 
-/** Gives every process keepOffServer moved its affinity back (at the end of a run). */
-export async function restorePlacement(): Promise<void> {
-  for (const [pid, cpus] of original) await pin(pid, cpus);
+/**
+ * Gives every process keepOffServer moved its affinity back (at the end of a run). An affinity that
+ * already was the one keepOffServer sets is the leftover of a run that was killed before it could
+ * restore (a SIGKILL): those processes get every online CPU, the engine's default. This matters:
+ * dockerd sizes the Engine API's `online_cpus` from its own affinity.
+ */
+export async function restorePlacement(onlineCpus: number[], serverCpus: number[]): Promise<void> {
+  for (const [pid, cpus] of original) await pin(pid, restoreTarget(cpus, onlineCpus, serverCpus));
   original.clear();
+}
+
+/** The affinity to give back: the one found before, unless it is keepOffServer's own (then every CPU). */
+export function restoreTarget(before: string, onlineCpus: number[], serverCpus: number[]): string {
+  const ours = formatCpuset(onlineCpus.filter((c) => !serverCpus.includes(c)));
+  return before === ours ? formatCpuset(onlineCpus) : before;
 }
 
 /**
