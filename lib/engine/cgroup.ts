@@ -81,7 +81,7 @@ export function cgroupSnapshot(id: string, root = "/sys/fs/cgroup"): RawStats | 
   const usage = Number(
     read(`${where.memory}/${where.v === 1 ? "memory.usage_in_bytes" : "memory.current"}`) ?? NaN,
   );
-  const online = procStat.split("\n").filter((l) => /^cpu\d+ /.test(l)).length;
+  const online = cpusIn(procStat);
   const cpu = {
     cpu_usage: { total_usage: totalNs },
     system_cpu_usage: systemCpuNs(procStat),
@@ -93,4 +93,9 @@ export function cgroupSnapshot(id: string, root = "/sys/fs/cgroup"): RawStats | 
     precpu_stats: { cpu_usage: { total_usage: 0 } },
     memory_stats: { usage, stats: memStats },
   };
+}
+
+/** The host's online CPUs, counted from /proc/stat's per-CPU lines (not from any process's affinity). */
+export function cpusIn(procStat: string): number {
+  return procStat.split("\n").filter((l) => /^cpu\d+ /.test(l)).length;
 }

@@ -3,7 +3,7 @@
  * orchestration can be tested with a fake engine and run for real against any Docker host.
  */
 import Docker from "dockerode";
-import { cgroupSnapshot } from "./cgroup.ts";
+import { cgroupSnapshot, cpusIn } from "./cgroup.ts";
 import { RunError } from "../errors.ts";
 
 /** What one framework container needs. */
@@ -124,9 +124,10 @@ export class DockerEngine implements ContainerEngine {
     // Local cgroup files first: the API only refreshes once a second.
     const local = cgroupSnapshot(id);
     if (local) return local;
-    return await this.docker.getContainer(id).stats(
+    const frame = await this.docker.getContainer(id).stats(
       { stream: false, "one-shot": true } as { stream: false },
     ) as unknown as RawStats;
+    return withHostCpus(frame);
   }
 
   async remove(id: string): Promise<void> {
@@ -141,6 +142,24 @@ export class DockerEngine implements ContainerEngine {
     const list = await this.docker.listContainers({ all: true, filters: { label: [`${label}=${value}`] } });
     return list.map((c) => c.Id);
   }
+}
+
+/**
+ * The frame with online_cpus set to the host's CPU count. dockerd takes it from its own affinity,
+ * which a run narrows (lib/engine/placement.ts), while system_cpu_usage always counts every CPU.
+ */
+export function withHostCpus(frame: RawStats): RawStats {
+  let online: number | undefined;
+  try {
+    online = cpusIn(Deno.readTextFileSync("/proc/stat"));
+  } catch {
+    return frame;
+  }
+  return {
+    ...frame,
+    cpu_stats: { ...frame.cpu_stats, online_cpus: online },
+    precpu_stats: { ...frame.precpu_stats, online_cpus: online },
+  };
 }
 
 /** Docker's multiplexed log stream (8-byte frame headers) to text; plain text passes through. */
