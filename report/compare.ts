@@ -10,6 +10,7 @@ import {
   decide,
   type Difference,
   FAMILY_ALPHA,
+  passNoise,
   testDifference,
   type Verdict as Test,
 } from "../lib/stats/verdicts.ts";
@@ -65,6 +66,7 @@ export function testChanges(
   samplesB: Map<string, CellSample>,
 ): void {
   const pending: { ch: Change; d: Difference }[] = [];
+  const noise = passNoise([...samplesA.values(), ...samplesB.values()]);
   for (const c of cells) {
     for (const ch of c.changes) {
       if (!ch.metric.tested || !finite(ch.a) || !finite(ch.b)) continue;
@@ -81,7 +83,7 @@ export function testChanges(
         d: rates
           ? { metric: ch.metric.tested, method: "none", untestable: rates }
           : sa && sb
-          ? testDifference(ch.metric.tested, sa, sb)
+          ? testDifference(ch.metric.tested, sa, sb, noise)
           : { metric: ch.metric.tested, method: "none", untestable: "no per-request data" },
       });
     }
@@ -175,7 +177,7 @@ export function buildComparison(
         `${common.length} cells in both runs (${bothOk.length} ok in both), ${onlyA.length} only in ${a.run.runId}, ${onlyB.length} only in ${b.run.runId}.`,
         `${flagged.length} of ${tested.length} tested changes are significant: ${better} better, ${
           flagged.length - better
-        } worse. Latency changes use the Brown–Mood quantile test on every measured request of both cells, throughput changes Welch's t-test on their window throughputs; one Holm–Bonferroni correction covers every change, so the chance of calling any unchanged cell changed is at most ${
+        } worse. Latency changes use the Brown–Mood quantile test on every measured request of both cells, throughput changes Welch's t-test on their window throughputs, and each must also hold on the cells' per-pass figures against the pass-to-pass noise pooled over both runs; one Holm–Bonferroni correction covers every change, so the chance of calling any unchanged cell changed is at most ${
           FAMILY_ALPHA * 100
         } %.`,
         `${statusChanged.length} ${

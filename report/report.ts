@@ -328,7 +328,7 @@ function summarySection(cells: CellResult[], run: RunInfo, samples: Map<string, 
   blocks.push({
     kind: "paragraph",
     text:
-      `The leader per scenario and sequence length, its margin over the runner-up, and whether that margin is significant. Latency verdicts use the Brown–Mood quantile test on every measured request of both cells; throughput verdicts use Welch's t-test on the cells' window throughputs. One Holm–Bonferroni correction covers all ${verdicts.length} tested verdicts of this summary, so the chance that any verdict calls two identical configurations different is at most ${
+      `The leader per scenario and sequence length, its margin over the runner-up, and whether that margin is significant. Latency verdicts use the Brown–Mood quantile test on every measured request of both cells, throughput verdicts Welch's t-test on their window throughputs; each must also hold on the cells' per-pass figures, tested against the pass-to-pass noise pooled over the run, since requests are not independent across container starts. One Holm–Bonferroni correction covers all ${verdicts.length} tested verdicts of this summary, so the chance that any verdict calls two identical configurations different is at most ${
         FAMILY_ALPHA * 100
       } %. Latency is at the scenario's concurrency (the sweep: its lowest level); the sweep's throughput is each framework's best level; memory is peak RSS (the sweep: its highest) and is not tested.`,
   });
@@ -566,9 +566,9 @@ function methodologySection(run: RunInfo): Block[] {
       c.measurement.steady_tolerance * 100
     } % and the pass has its share of the cell's requests, or ${c.measurement.max_s} s of windows pass. Cells that did not reach steady state are marked. In each window the requests sent before its first answer (one per connection: connection set-up and the initial burst) are set apart; throughput is taken between completions, from the answer to the last of those openers to the last answer before the deadline, so no partial request at either end biases it.`,
     `Figures: every percentile (p50, p90, p95, p99, p99.9), the mean, min and max come from the pooled measured successful requests of all windows of all passes, never from other percentiles. Each percentile has a 95 % distribution-free confidence interval from order statistics. A percentile p is shown only when the cell has at least 10 / (1 − p) requests (1,000 for p99, 10,000 for p99.9); otherwise it says how many it needs. Every request is kept in logs/requests/.`,
-    `Verdicts: a lead or a change is significant when its test (Brown–Mood quantile test on the per-request latencies; Welch's t-test on window throughputs) passes after one Holm–Bonferroni correction over all verdicts of the summary or comparison, family-wise error ${
+    `Verdicts: a lead or a change is significant when two tests both reject after one Holm–Bonferroni correction over all verdicts of the summary or comparison (family-wise error ${
       FAMILY_ALPHA * 100
-    } %. The tests treat requests (or windows) as independent, which queueing does not guarantee; cells measured in several passes spread the risk over container starts.`,
+    } %): the Brown–Mood quantile test on the per-request latencies (Welch's t-test on window throughputs for throughput), and, because requests are not independent across container starts, a t-test of the cells' per-pass figures (log scale) against the pass-to-pass noise pooled over every cell of the run. The larger p-value counts, so a difference between containers alone is not called one; each cell has ${c.measurement.passes} passes.`,
     `Load generator: oha's own CPU time is measured in every window; a cell where it was over ${
       LOADGEN_BUSY_LIMIT * 100
     } % busy is flagged. Connections opened per window are counted from the kernel's socket tables (client ports to the server's port that were not there before the window, TIME_WAIT included); more than the concurrency, beyond 10 % + 2, marks a server that drops keep-alive.${

@@ -11,7 +11,7 @@ import {
   type CellSample,
   decide,
   type Difference,
-  FAMILY_ALPHA,
+  passNoise,
   testDifference,
   type TestedMetric,
   type Verdict as Test,
@@ -127,6 +127,7 @@ export function rank(metric: Metric, entries: Entry[]): Verdict {
  * family). Cells without a sample are untestable.
  */
 export function testVerdicts(verdicts: Verdict[], samples: Map<string, CellSample>): void {
+  const noise = passNoise(samples.values());
   const pending: { v: Verdict; d: Difference }[] = [];
   for (const v of verdicts) {
     const [first, second] = v.ranking;
@@ -134,7 +135,7 @@ export function testVerdicts(verdicts: Verdict[], samples: Map<string, CellSampl
     const a = samples.get(first.cellId);
     const b = samples.get(second.cellId);
     const d: Difference = a && b
-      ? testDifference(v.metric.tested, a, b)
+      ? testDifference(v.metric.tested, a, b, noise)
       : { metric: v.metric.tested, method: "none", untestable: "no per-request data" };
     pending.push({ v, d });
   }
@@ -243,9 +244,9 @@ export function testText(t: Test | undefined): string {
   if (t.untestable) return `not tested: ${t.untestable}`;
   const p = t.adjustedP! < 0.001 ? "adjusted p < 0.001" : `adjusted p = ${fmt(t.adjustedP, 3)}`;
   if (t.significant) return `significant (${p})`;
-  return t.passesApart === false && t.adjustedP! <= FAMILY_ALPHA
-    ? `not significant (${p}, but the passes overlap)`
-    : `not significant (${p})`;
+  // Say which test held the verdict back when the per-request one alone would have called it.
+  const byPasses = t.pPasses !== undefined && t.pRequests !== undefined && t.pPasses > t.pRequests;
+  return `not significant (${p}${byPasses ? ", held back by the pass-to-pass spread" : ""})`;
 }
 
 /** How a verdict reads in a table cell. */
