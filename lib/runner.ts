@@ -90,6 +90,34 @@ export function passSeconds(m: Omit<MeasurementRules, "warmup_requests">): { min
   return { min: m.window_s * (m.steady_windows + 1) + overhead, max: m.window_s + m.max_s + overhead };
 }
 
+/**
+ * Stops oha processes a killed run left behind (their output goes under `ohaDir`), and waits until
+ * they are gone, so none loads the server or writes into the resumed run's files.
+ */
+export async function stopLeftoverLoad(ohaDir: string): Promise<number> {
+  const find = async () => {
+    try {
+      const out = await new Deno.Command("pgrep", { args: ["-f", `oha .*${ohaDir}/`], stdout: "piped" })
+        .output();
+      return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).map(Number)
+        .filter((pid) => pid !== Deno.pid);
+    } catch {
+      return [];
+    }
+  };
+  const found = await find();
+  for (const pid of found) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  for (let i = 0; i < 50 && (await find()).length; i++) await new Promise((r) => setTimeout(r, 100));
+  if (found.length) log.warn(`stopped ${found.length} load generator(s) a killed run had left running`);
+  return found.length;
+}
+
 /** A block of cells measured in one container: one model on one framework. */
 interface Block {
   model: string;
@@ -150,7 +178,9 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
     log.warn(`not moved off the server CPUs: ${info.placement.notMoved.join("; ")}`);
   }
   await writeJsonAtomic(paths.run, info);
-  // A run killed without cleanup may have left containers: remove them before starting anew.
+  // A run killed without cleanup may have left containers, and load generators still writing into
+  // this run's logs: stop both before starting anew.
+  await stopLeftoverLoad(join(paths.logs, "oha"));
   for (const id of await o.engine.findByLabel(RUN_LABEL, o.runId)) await o.engine.remove(id);
 
   const rules = o.config.measurement;

@@ -5,7 +5,7 @@ import { parseYaml, validateSources } from "./config/config.ts";
 import type { ContainerEngine, ContainerSpec, ContainerState, RawStats } from "./engine/docker.ts";
 import type { Environment } from "./env.ts";
 import { readCells, readRun } from "./results/results.ts";
-import { runBenchmark } from "./runner.ts";
+import { runBenchmark, stopLeftoverLoad } from "./runner.ts";
 
 /** Records calls; every container it starts has already exited with code 139. */
 class CrashingEngine implements ContainerEngine {
@@ -101,5 +101,17 @@ Deno.test("runBenchmark() fails every cell of a framework whose container crashe
   const info = await readRun(join(dir, "run"));
   ok(info.endedAt);
   equal(info.verifyGate, false, "a run without a verify gate says so");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("stopLeftoverLoad() stops a killed run's load generator that still writes into its logs", async () => {
+  const dir = await Deno.makeTempDir();
+  const ohaDir = join(dir, "logs", "oha");
+  // Stands in for an orphaned oha: its command line names a file under the run's oha folder.
+  const orphan = new Deno.Command("sh", { args: ["-c", "sleep 30", "oha", `${ohaDir}/c.p1.w1.json`] })
+    .spawn();
+  equal(await stopLeftoverLoad(ohaDir), 1);
+  equal((await orphan.status).signal, "SIGKILL");
+  equal(await stopLeftoverLoad(ohaDir), 0, "nothing left the second time");
   await Deno.remove(dir, { recursive: true });
 });
