@@ -173,7 +173,9 @@ Deno.test({
       typeof c === "object" && c.title?.includes("significant")
     );
     const significant = verdicts.filter((c) => typeof c === "object" && c.title?.startsWith("significant"));
-    ok(verdicts.length >= 6, `${verdicts.length} tested changes`);
+    // Tested at least: single_query's p50, p99 and throughput, the sweep cell's p50 and throughput (its
+    // p99 needs 1,000 requests). The open-loop cell is not compared when the two runs' offered rates differ.
+    ok(verdicts.length >= 5, `${verdicts.length} tested changes`);
     ok(
       significant.length <= verdicts.length * 0.05,
       `${significant.length} of ${verdicts.length} verdicts call identical runs different`,
