@@ -1,6 +1,7 @@
 /**
  * One framework container's lifecycle: start pinned to the server cpuset with the model mounted
- * read-only, wait for /health, read /info, measure the cold first request, warm up, stop.
+ * read-only, wait for /health, read /info, measure the cold first request, stop (the runner warms
+ * each cell up with oha at its own load).
  */
 import { parseCpuset } from "../config/cpuset.ts";
 import { RunError } from "../errors.ts";
@@ -142,9 +143,4 @@ export async function timedEmbed(baseUrl: string, body: string): Promise<number>
   const ms = performance.now() - t0;
   if (r.status !== 200) throw new RunError(`POST /embed answered ${r.status}: ${text.slice(0, 300)}`);
   return ms;
-}
-
-/** Sends `n` warm-up requests one after another; their timings are discarded. */
-export async function warmup(baseUrl: string, body: string, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) await timedEmbed(baseUrl, body);
 }
