@@ -7,11 +7,13 @@
  */
 import { join } from "node:path";
 import { type BenchmarkConfig, type ModelsFile, parseMemory } from "./config/config.ts";
-import { parseCpuset, readTopology } from "./config/cpuset.ts";
+import { parseCpuset, readTopology, threadsFor } from "./config/cpuset.ts";
 import { type Cell, planCells, RATE_SCENARIO } from "./config/plan.ts";
 import type { ContainerEngine } from "./engine/docker.ts";
 import { keepOffServer, restorePlacement } from "./engine/placement.ts";
-import { combineResources, sampleStats } from "./engine/sampler.ts";
+import { memoryPeakBytes } from "./engine/cgroup.ts";
+import { calibrateGemm, GEMM_FRAMEWORKS } from "./engine/gemm.ts";
+import { residentMemory } from "./engine/memory.ts";
 import type { Environment } from "./env.ts";
 import { RunError } from "./errors.ts";
 import { latestImage } from "./frameworks.ts";
@@ -24,14 +26,18 @@ import {
   readCells,
   readPassRecords,
   readRun,
-  type ResourceStats,
   RESULTS_VERSION,
   type RunInfo,
   runPaths,
   writeJsonAtomic,
 } from "./results/results.ts";
-import { RUN_LABEL, type RunningServer, startServer, timedEmbed } from "./server/server.ts";
+import { measureColdStarts } from "./server/coldstart.ts";
+import { serverProbe } from "./server/probe.ts";
+import { RUN_LABEL, type RunningServer, type ServerOptions, startServer } from "./server/server.ts";
+import { medianPhases } from "./server/startup.ts";
 import { cellFigures } from "./stats/cell.ts";
+import { flopsPerSequence, shapeFromConfig, type TransformerShape } from "./stats/flops.ts";
+import { cellResources } from "./stats/resources.ts";
 
 /** Everything a run needs; the engine is injectable so tests can pass a fake. */
 export interface RunOptions {
@@ -183,6 +189,54 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
   await stopLeftoverLoad(join(paths.logs, "oha"));
   for (const id of await o.engine.findByLabel(RUN_LABEL, o.runId)) await o.engine.remove(id);
 
+  const threads = threadsFor(serverCpus, o.config.container.threads, readTopology());
+  if (!info.gemmPeak && o.config.measurement.gemm_seconds > 0) {
+    const images = [];
+    for (const f of GEMM_FRAMEWORKS) {
+      const image = latestImage(f);
+      if (await o.engine.imageId(image)) images.push({ framework: f, image });
+    }
+    log.info(
+      `measuring the server CPUs' fp32 GEMM peak with ${
+        images.map((i) => i.framework).join(", ") || "no image"
+      }`,
+    );
+    const peak = await calibrateGemm(o.engine, images, {
+      cpus: o.cpus.server,
+      threads,
+      seconds: o.config.measurement.gemm_seconds,
+      runId: o.runId,
+      labels: { [RUN_LABEL]: o.runId },
+    });
+    if (peak) {
+      info.gemmPeak = peak;
+      log.info(
+        `GEMM peak of CPUs ${o.cpus.server}: ${
+          peak.gflops.toFixed(1)
+        } GFLOP/s (${peak.library}, ${threads} threads)`,
+      );
+      await writeJsonAtomic(paths.run, info);
+    }
+  }
+  const shapes = new Map<string, TransformerShape | undefined>();
+  const shapeOf = (model: string) => {
+    if (!shapes.has(model)) {
+      let shape: TransformerShape | undefined;
+      try {
+        const parsed = shapeFromConfig(
+          JSON.parse(Deno.readTextFileSync(join(o.modelsDir, model, "pytorch", "config.json"))),
+        );
+        if (typeof parsed !== "string") shape = parsed;
+        else log.warn(`${model}: no FLOP count (${parsed})`);
+      } catch (e) {
+        log.warn(`${model}: no FLOP count (${(e as Error).message})`);
+      }
+      shapes.set(model, shape);
+    }
+    return shapes.get(model);
+  };
+  const cpuShare = serverCpus.length / online.length;
+
   const rules = o.config.measurement;
   const passes = rules.passes;
   const cells = planCells(o.config, o.models, o.frameworks);
@@ -277,6 +331,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
     const loads = recs.map((r) => r.loadTimeMs).filter((v): v is number => v !== undefined).sort((a, b) =>
       a - b
     );
+    const shape = shapeOf(cell.model);
     let failure: string | undefined;
     if (figures.errorRate > o.config.max_error_rate) {
       failure = `error rate ${(figures.errorRate * 100).toFixed(2)} % is above max_error_rate ${
@@ -288,15 +343,25 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
       failure,
       ...figures,
       loadTimeMs: loads.length ? loads[Math.floor((loads.length - 1) / 2)] : undefined,
-      firstRequestMs: recs[0]!.firstRequestMs,
+      startup: medianPhases(recs.map((r) => r.startup)),
       openLoop: recs[0]!.openLoop,
-      passes: recs.map((r) => ({ ...r.result!, loadTimeMs: r.loadTimeMs, resources: r.resources })),
-      resources: combineResources(
-        recs.map((r) => ({
-          resources: r.resources,
-          durationS: r.result!.windows.reduce((a, w) => a + w.durationS, 0),
-        })),
-      ),
+      passes: recs.map((r) => ({
+        ...r.result!,
+        loadTimeMs: r.loadTimeMs,
+        memory: r.memory,
+        startup: r.startup,
+      })),
+      resources: cellResources(results.flatMap((r) => r.windows), recs.map((r) => r.memory ?? {}), {
+        batchSize: cell.batchSize,
+        sequenceLength: cell.sequenceLength,
+        cpusetCpus: serverCpus.length,
+        throughputRps: figures.throughputRps,
+        clientMeanMs: figures.latencyMs.mean,
+        flopsPerSequence: shape ? flopsPerSequence(shape, cell.sequenceLength) : undefined,
+        peakGflops: info.gemmPeak?.gflops,
+        pricePerHour: o.config.cost.price_per_hour,
+        cpuShare,
+      }),
     }, started);
   };
 
@@ -369,21 +434,64 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
           continue;
         }
         const image = o.images[framework] ?? latestImage(framework);
+        const serverOptions: ServerOptions = {
+          framework,
+          image,
+          modelDir: join(o.modelsDir, model),
+          cpuset: o.cpus.server,
+          memoryBytes: parseMemory(o.config.container.memory_limit),
+          maxBatch: o.config.container.max_batch,
+          maxInflight: o.config.container.max_inflight,
+          healthTimeoutS: o.config.container.health_timeout_s,
+          runId: o.runId,
+          threads,
+          env: o.serverEnv,
+        };
+        if (rules.cold_starts > 0 && !info.coldStarts?.[model]?.[framework]) {
+          // The true cold first request, before this framework serves any cell of the model.
+          const probeCell = [...block.cells].sort((a, b) =>
+            a.batchSize - b.batchSize || a.sequenceLength - b.sequenceLength
+          )[0]!;
+          try {
+            const body = (await Deno.readTextFile(payloadFile(o.modelsDir, probeCell))).split("\n")[0]!;
+            const cold = await measureColdStarts(
+              o.engine,
+              serverOptions,
+              model,
+              body,
+              rules.cold_starts,
+              o.signal,
+            );
+            if (cold.starts.length === rules.cold_starts) {
+              ((info.coldStarts ??= {})[model] ??= {})[framework] = cold;
+              await writeJsonAtomic(paths.run, info);
+              log.info(
+                `${framework} serving ${model}: cold first request ${
+                  cold.median.firstRequestMs.toFixed(1)
+                } ms ` +
+                  `(then ${cold.median.secondRequestMs.toFixed(1)} ms), healthy after ${
+                    cold.median.healthyMs.toFixed(0)
+                  } ms ` +
+                  `without warm-up (medians of ${cold.starts.length} starts)`,
+              );
+            }
+          } catch (e) {
+            if (o.signal.aborted) break;
+            log.warn(`${framework} serving ${model}: cold starts not measured: ${(e as Error).message}`);
+          }
+        }
         let server: RunningServer | undefined;
         try {
           try {
-            server = await startServer(o.engine, {
-              framework,
-              image,
-              modelDir: join(o.modelsDir, model),
-              cpuset: o.cpus.server,
-              memoryBytes: parseMemory(o.config.container.memory_limit),
-              maxBatch: o.config.container.max_batch,
-              maxInflight: o.config.container.max_inflight,
-              healthTimeoutS: o.config.container.health_timeout_s,
-              runId: o.runId,
-              env: o.serverEnv,
-            });
+            server = await startServer(o.engine, serverOptions);
+            if (server.eviction.problem || server.eviction.residentBytes > 0) {
+              info.pageCache = `not fully evicted before ${framework} started with ${model}: ${
+                server.eviction.problem ??
+                  `${
+                    (server.eviction.residentBytes / 2 ** 20).toFixed(1)
+                  } MiB of the model's files stayed in the page cache`
+              }`;
+            } else info.pageCache ??= "evicted";
           } catch (e) {
             if (o.signal.aborted) break;
             await failPending(`${framework} did not start: ${(e as Error).message}`);
@@ -398,20 +506,17 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
               server.loadTimeMs.toFixed(0)
             } ms`,
           );
-          let firstRequestMs: number | undefined;
           for (const cell of pending) {
             if (o.signal.aborted) break;
             const started = new Date().toISOString();
             const s: RunningServer = server;
             try {
               const bodiesFile = payloadFile(o.modelsDir, cell);
-              let firstBody: string;
               try {
-                firstBody = (await Deno.readTextFile(bodiesFile)).split("\n")[0]!;
+                await Deno.stat(bodiesFile);
               } catch {
                 throw new RunError(`no request bodies ${bodiesFile}: run 'embbench convert ${model}'`);
               }
-              firstRequestMs ??= await timedEmbed(s.baseUrl, firstBody);
               let openLoop: PassRecord["openLoop"];
               if (cell.scenario === RATE_SCENARIO) {
                 openLoop = openLoopRate(cell, pass);
@@ -421,32 +526,26 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
                   );
                 }
               }
-              const sampler = await sampleStats(o.engine, s.containerId);
-              let result: PassResult;
-              let resources: ResourceStats | undefined;
               let alive = true;
-              try {
-                result = await measurePass({
-                  cellId: cell.id,
-                  pass,
-                  url: `${s.baseUrl}/embed`,
-                  bodiesFile,
-                  concurrency: cell.concurrency,
-                  rateQps: openLoop?.offeredRps,
-                  loadgenCpus: o.cpus.loadgen,
-                  loadgenCpuCount: loadgenCount,
-                  minRequests: Math.ceil(cell.numRequests / passes),
-                  maxErrorRate: o.config.max_error_rate,
-                  rules: { ...rules, warmup_requests: o.config.input.warmup_requests },
-                  logsDir: paths.logs,
-                  afterWindow: async () => {
-                    alive = (await o.engine.state(s.containerId)).running;
-                    return alive && !o.signal.aborted;
-                  },
-                }, o.signal);
-              } finally {
-                resources = await sampler.stop();
-              }
+              const result: PassResult = await measurePass({
+                cellId: cell.id,
+                pass,
+                url: `${s.baseUrl}/embed`,
+                bodiesFile,
+                concurrency: cell.concurrency,
+                rateQps: openLoop?.offeredRps,
+                loadgenCpus: o.cpus.loadgen,
+                loadgenCpuCount: loadgenCount,
+                minRequests: Math.ceil(cell.numRequests / passes),
+                maxErrorRate: o.config.max_error_rate,
+                rules: { ...rules, warmup_requests: o.config.input.warmup_requests },
+                logsDir: paths.logs,
+                probe: serverProbe(o.engine, s.containerId, s.baseUrl),
+                afterWindow: async () => {
+                  alive = (await o.engine.state(s.containerId)).running;
+                  return alive && !o.signal.aborted;
+                },
+              }, o.signal);
               if (o.signal.aborted) break;
               if (!alive) {
                 const st = await o.engine.state(s.containerId);
@@ -464,8 +563,12 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
                 endedAt: new Date().toISOString(),
                 result,
                 loadTimeMs: s.loadTimeMs,
-                firstRequestMs,
-                resources,
+                startup: s.startup,
+                memory: {
+                  loadPeakBytes: s.loadPeakBytes,
+                  peakBytes: memoryPeakBytes(s.containerId),
+                  steady: await residentMemory(o.engine, s.containerId),
+                },
                 openLoop,
               });
               const last = result.windows.at(-1);

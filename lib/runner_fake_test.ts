@@ -30,6 +30,9 @@ class CrashingEngine implements ContainerEngine {
   statsOnce(_id: string): Promise<RawStats> {
     return Promise.reject(new Error("no stats from a fake"));
   }
+  exec(_id: string, _cmd: string[]): Promise<string> {
+    return Promise.reject(new Error("no exec in a fake"));
+  }
   remove(id: string) {
     this.removed.push(id);
     return Promise.resolve();
@@ -60,7 +63,7 @@ input: { sequence_lengths: [32, 64], warmup_requests: 1 }
 cpus: { server: "0", loadgen: "1" }
 container: { memory_limit: "1g", max_batch: 64, max_inflight: 1, health_timeout_s: 30 }
 max_error_rate: 0.01
-measurement: { window_s: 1, steady_windows: 2, steady_tolerance: 0.5, max_s: 2, passes: 2, timeout_s: 30 }
+measurement: { window_s: 1, steady_windows: 2, steady_tolerance: 0.5, max_s: 2, passes: 2, timeout_s: 30, cold_starts: 0, gemm_seconds: 0 }
 `;
 
 Deno.test("runBenchmark() fails every cell of a framework whose container crashes at start, once, and goes on", async () => {

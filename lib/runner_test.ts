@@ -61,6 +61,8 @@ measurement:
   max_s: 2
   passes: 2
   timeout_s: 30
+  cold_starts: 0
+  gemm_seconds: 0
 `;
 }
 

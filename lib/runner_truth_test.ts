@@ -46,7 +46,7 @@ concurrency_sweep: { levels: [4], num_requests: 400, batch_size: 1 }
 input: { sequence_lengths: [32], warmup_requests: 20 }
 cpus: { server: "0", loadgen: "1" }
 container: { memory_limit: "256m", max_batch: 64, max_inflight: 1, health_timeout_s: 60 }
-measurement: { window_s: 2, steady_windows: 3, steady_tolerance: 0.3, max_s: 30, passes: 2, timeout_s: 30 }
+measurement: { window_s: 2, steady_windows: 3, steady_tolerance: 0.3, max_s: 30, passes: 2, timeout_s: 30, cold_starts: 0, gemm_seconds: 0 }
 open_loop: { fractions: [0.5], connections: 8, num_requests: 200, p99_target_ms: { "32": 400 } }
 `;
 

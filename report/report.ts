@@ -71,6 +71,7 @@ function modelSection(
   all: CellResult[],
   serverCpus: number,
   targets: Record<string, number>,
+  run: RunInfo,
 ): Block[] {
   const blocks: Block[] = [{ kind: "heading", level: 2, text: `Charts: ${model}` }];
   const charts: ChartSpec[] = [];
@@ -127,40 +128,56 @@ function modelSection(
       },
     });
     const levels = [...new Set(group.map((c) => c.concurrency))].sort((a, b) => a - b);
-    heatmaps.push({ kind: "heading", level: 3, text: `${model}, ${seq} tokens: mean CPU % by concurrency` }, {
+    heatmaps.push({
+      kind: "heading",
+      level: 3,
+      text: `${model}, ${seq} tokens: server CPU use (% of the cpuset's ${serverCpus} CPUs) by concurrency`,
+    }, {
       kind: "table",
       columns: ["framework", ...levels.map((l) => `c=${l}`)],
       rows: fws.map((f) => [
         { text: frameworkStyle(f).label, swatch: frameworkStyle(f).colour },
         ...levels.map((l): Cell => {
-          const cpu = group.find((c) => c.framework === f && c.concurrency === l)?.resources?.cpuPercentMean;
-          return finite(cpu) ? { text: fmt(cpu, 0), heat: cpu / (serverCpus * 100) } : "–";
+          const cpu = group.find((c) => c.framework === f && c.concurrency === l)?.resources?.cpu
+            ?.utilizationPercent;
+          return finite(cpu) ? { text: fmt(cpu, 0), heat: cpu / 100 } : "–";
         }),
       ]),
       className: "heatmap",
     });
   }
 
-  // Memory over all of a framework's cells for this model.
+  // Memory: the load-time peak and the steady resident memory, over the framework's cells.
   const memory = frameworks.map((f) => {
-    const r = ok.filter((c) => c.framework === f && c.resources).map((c) => c.resources!);
-    const samples = r.reduce((a, x) => a + x.samples, 0);
+    const m = ok.filter((c) => c.framework === f).map((c) => c.resources?.memory).filter((x) =>
+      x !== undefined
+    );
+    const most = (read: (x: (typeof m)[number]) => number | undefined) => {
+      const v = m.map(read).filter(finite);
+      return v.length ? Math.max(...v) / MIB : undefined;
+    };
     return {
       f,
-      peak: r.length ? Math.max(...r.map((x) => x.rssBytesPeak)) / MIB : undefined,
-      mean: samples ? r.reduce((a, x) => a + x.rssBytesMean * x.samples, 0) / samples / MIB : undefined,
+      load: most((x) => x.loadPeakBytes),
+      anon: most((x) => x.anonBytes),
+      file: most((x) => x.fileBytes),
     };
-  }).filter((m) => finite(m.peak));
+  }).filter((m) => finite(m.load) || finite(m.anon));
   if (memory.length) {
     charts.push({
       id: `rss-${key}`,
-      title: `${model}: resident memory per framework`,
-      note: "Peak: the highest sample of any cell; mean: over every sample of every cell (MiB).",
+      title: `${model}: memory per framework`,
+      note:
+        "Load peak: the container's cgroup peak from creation to healthy (model files it read included). " +
+        "Steady: the server processes' proportional set size after a cell's load, anonymous (heap) and " +
+        "file-backed (mapped weights, libraries) apart; the highest over the framework's cells (MiB).",
       config: {
         type: "bar",
         data: {
-          labels: ["peak RSS", "mean RSS"],
-          datasets: memory.map((m) => frameworkDataset(m.f, { data: [m.peak, m.mean ?? null] })),
+          labels: ["load peak", "steady anonymous", "steady file-backed"],
+          datasets: memory.map((m) =>
+            frameworkDataset(m.f, { data: [m.load ?? null, m.anon ?? null, m.file ?? null] })
+          ),
         },
         options: { scales: { y: { ...axis("MiB"), beginAtZero: true } } },
       },
@@ -173,13 +190,13 @@ function modelSection(
     return {
       f,
       load: median(mine.map((c) => c.loadTimeMs)),
-      cold: median(mine.map((c) => c.firstRequestMs)),
+      cold: run.coldStarts?.[model]?.[f]?.median.firstRequestMs,
     };
   });
   for (
     const [id, title, unit, read, scale] of [
       ["load", "model load time (container start to healthy)", "s", (s: typeof startup[0]) => s.load, 1000],
-      ["cold", "cold first request (first /embed after healthy)", "ms", (s: typeof startup[0]) => s.cold, 1],
+      ["cold", "cold first request (fresh container, no warm-up)", "ms", (s: typeof startup[0]) => s.cold, 1],
     ] as const
   ) {
     const have = startup.filter((s) => finite(read(s)));
@@ -188,8 +205,9 @@ function modelSection(
       id: `${id}-${key}`,
       title: `${model}: ${title}`,
       note: id === "cold"
-        ? "At the first cell's sequence length and batch size; median when a container was restarted."
-        : "Median over the framework's containers when one was restarted.",
+        ? "The first /embed of a fresh container started with WARMUP=0 and the model's files out of the page " +
+          "cache, at the model's smallest batch and sequence length; median of the cold starts."
+        : "Median over the framework's containers (one per pass), warm-up inference included.",
       config: {
         type: "bar",
         data: {
@@ -419,10 +437,9 @@ function cellTable(cells: CellResult[]): Block {
       "steady",
       "loadgen busy",
       "connections / window",
-      "CPU % mean",
-      "RSS MiB peak",
+      "CPU % of cpuset",
+      "PSS MiB",
       "load ms",
-      "cold ms",
     ],
     textColumns: 3,
     rowClasses: cells.map((c) => c.status),
@@ -448,10 +465,9 @@ function cellTable(cells: CellResult[]): Block {
           c.connections.keepAliveDropped ? " (keep-alive dropped)" : ""
         }`
         : "–",
-      fmt(c.resources?.cpuPercentMean, 0),
+      fmt(c.resources?.cpu?.utilizationPercent, 0),
       fmt(METRICS.rss.value(c), 0),
       fmt(c.loadTimeMs, 0),
-      fmt(c.firstRequestMs, 1),
     ]),
   };
 }
@@ -650,13 +666,14 @@ export function buildReport(
           cells.filter((c) => c.model === m),
           serverCpus,
           run.config.open_loop?.p99_target_ms ?? {},
+          run,
         )
       ),
       { kind: "heading", level: 2, text: "Every cell" },
       {
         kind: "paragraph",
         text:
-          "Percentiles come from every measured request of the cell; brackets hold 95 % confidence intervals. A percentile its sample cannot support says how many requests it needs. Throughput and latency count successful (2xx) responses only. CPU % is of one CPU. Load ms is the median over the cell's containers of container start to healthy; cold ms is the first request after healthy.",
+          "Percentiles come from every measured request of the cell; brackets hold 95 % confidence intervals. A percentile its sample cannot support says how many requests it needs. Throughput and latency count successful (2xx) responses only. CPU % is the server's CPU time over the windows' wall time, as a share of its cpuset's CPUs. PSS is the server processes' proportional set size after the cell's load. Load ms is the median over the cell's containers of container start to healthy.",
       },
       cellTable(cells),
       ...failedSection(cells),

@@ -66,11 +66,14 @@ export const METRICS: Record<Metric["id"], Metric> = {
   },
   rss: {
     id: "rss",
-    label: "peak RSS",
+    label: "resident memory (PSS)",
     unit: "MiB",
     lowerIsBetter: true,
     digits: 0,
-    value: (c) => (c.resources ? c.resources.rssBytesPeak / MIB : undefined),
+    value: (c) => {
+      const b = c.resources?.memory?.pssBytes;
+      return b !== undefined ? b / MIB : undefined;
+    },
   },
 };
 

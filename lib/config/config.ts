@@ -101,6 +101,11 @@ const ContainerSchema = z.strictObject({
   max_batch: positiveInt,
   max_inflight: positiveInt,
   health_timeout_s: positiveInt,
+  /**
+   * NUM_THREADS: the physical cores of the server cpuset (one compute thread per core, hyperthread
+   * siblings left to the HTTP and tokenizer threads) or all its logical CPUs.
+   */
+  threads: z.enum(["physical", "logical"]).default("physical"),
 });
 
 const positiveNumber = z.number().positive();
@@ -119,6 +124,10 @@ const MeasurementSchema = z.strictObject({
   passes: z.number().int().min(2),
   /** Per-request timeout, seconds; a tolerated failure counts at this latency. */
   timeout_s: positiveNumber,
+  /** Fresh starts with WARMUP=0 per framework and model, for the true cold first request (0: none). */
+  cold_starts: nonNegativeInt.default(3),
+  /** Seconds per library and matrix size of the GEMM peak calibration, once per run (0: skip it). */
+  gemm_seconds: z.number().nonnegative().default(2),
 });
 export type Measurement = z.infer<typeof MeasurementSchema>;
 
@@ -134,6 +143,25 @@ const OpenLoopSchema = z.strictObject({
   p99_target_ms: z.record(z.string().regex(/^\d+$/), positiveNumber),
 });
 export type OpenLoop = z.infer<typeof OpenLoopSchema>;
+
+/**
+ * The instance price that turns throughput into cost per million embeddings. The default is AWS's
+ * on-demand Linux price of a c7i.4xlarge in us-east-1.
+ */
+const CostSchema = z.strictObject({
+  price_per_hour: positiveNumber,
+  currency: z.string().min(1),
+  instance: z.string().min(1),
+  /** Where and when the price was read. */
+  source: z.string().min(1),
+});
+export const DEFAULT_COST = {
+  price_per_hour: 0.714,
+  currency: "USD",
+  instance: "c7i.4xlarge",
+  source:
+    "AWS EC2 on-demand price list, Linux, us-east-1, as published in 2024 (not re-read since: check your region)",
+};
 
 const QuickSchema = z.strictObject({
   active_models: z.array(z.string()).min(1).optional(),
@@ -156,6 +184,7 @@ export const BenchmarkConfigSchema = z.strictObject({
   max_error_rate: z.number().min(0).max(1).default(0),
   measurement: MeasurementSchema,
   open_loop: OpenLoopSchema.optional(),
+  cost: CostSchema.default(DEFAULT_COST),
   quick: QuickSchema.optional(),
 });
 export type BenchmarkConfig = z.infer<typeof BenchmarkConfigSchema>;

@@ -113,3 +113,13 @@ export function resolveCpus(
   }
   return { server: formatCpuset(server), loadgen: formatCpuset(loadgen) };
 }
+
+/**
+ * The inference threads a server gets on `cpus`: one per physical core ("physical": hyperthread
+ * siblings share a core's execution units, so a second compute thread per core mostly contends),
+ * or one per logical CPU ("logical").
+ */
+export function threadsFor(cpus: readonly number[], mode: "physical" | "logical", topo: CpuTopology): number {
+  if (mode === "logical") return cpus.length;
+  return new Set(cpus.map((c) => topo.coreOf.get(c) ?? `cpu${c}`)).size;
+}

@@ -6,6 +6,7 @@ import {
   parseCpuset,
   resolveCpus,
   sharedCores,
+  threadsFor,
 } from "./cpuset.ts";
 
 /** A c7i.4xlarge: 8 physical cores, CPU n and n+8 are hyperthread siblings. */
@@ -52,4 +53,12 @@ Deno.test("resolveCpus() splits auto, keeps explicit sets and refuses shared cor
     /server CPUs 0-3 and loadgen CPUs 8 share physical core\(s\) \{0,8\}: refused by --strict/,
   );
   deepStrictEqual(resolveCpus({ server: "0-3", loadgen: "8" }, C7I, false), { server: "0-3", loadgen: "8" });
+});
+
+Deno.test("threadsFor() counts physical cores or logical CPUs of a cpuset", () => {
+  // 4 logical CPUs on 2 cores: 0 and 2 share a core, 1 and 3 the other.
+  const topo = { online: [0, 1, 2, 3], coreOf: new Map([[0, "a"], [2, "a"], [1, "b"], [3, "b"]]) };
+  equal(threadsFor([0, 1, 2, 3], "physical", topo), 2);
+  equal(threadsFor([0, 1, 2, 3], "logical", topo), 4);
+  equal(threadsFor([0, 2], "physical", topo), 1);
 });

@@ -99,3 +99,33 @@ export function cgroupSnapshot(id: string, root = "/sys/fs/cgroup"): RawStats | 
 export function cpusIn(procStat: string): number {
   return procStat.split("\n").filter((l) => /^cpu\d+ /.test(l)).length;
 }
+
+/** The container's CPU time (user + system of every process in its cgroup), seconds; undefined when unreadable. */
+export function cpuSeconds(id: string, root = "/sys/fs/cgroup"): number | undefined {
+  const where = locate(id, root);
+  if (!where) return undefined;
+  const text = read(where.v === 1 ? `${where.cpu}/cpuacct.usage` : `${where.cpu}/cpu.stat`);
+  if (text === undefined) return undefined;
+  const ns = where.v === 1 ? Number(text) : (keyValues(text).usage_usec ?? NaN) * 1000;
+  return Number.isFinite(ns) ? ns / 1e9 : undefined;
+}
+
+/**
+ * The cgroup's highest memory use since the container was created (v1 memory.max_usage_in_bytes,
+ * v2 memory.peak), bytes: anonymous memory and the page cache charged to it, so model files it read.
+ */
+export function memoryPeakBytes(id: string, root = "/sys/fs/cgroup"): number | undefined {
+  const where = locate(id, root);
+  if (!where) return undefined;
+  const text = read(`${where.memory}/${where.v === 1 ? "memory.max_usage_in_bytes" : "memory.peak"}`);
+  const v = Number(text?.trim() ?? NaN);
+  return Number.isFinite(v) && text !== undefined ? v : undefined;
+}
+
+/** Host-wide CPU time from /proc/stat's first line, seconds: all of it, and the part stolen by the hypervisor. */
+export function hostCpuTimes(procStat: string): { totalS: number; stealS: number } {
+  const f = procStat.split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already inside user and nice)
+  const total = f.slice(0, 8).reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+  return { totalS: total / CLK_TCK, stealS: (f[7] ?? 0) / CLK_TCK };
+}

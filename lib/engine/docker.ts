@@ -47,6 +47,8 @@ export interface ContainerEngine {
   logs(id: string, tail: number): Promise<string>;
   /** One stats frame now (its precpu_stats may be empty): callers difference successive frames. */
   statsOnce(id: string): Promise<RawStats>;
+  /** Runs a command inside the running container and returns its output (stdout and stderr). */
+  exec(id: string, cmd: string[]): Promise<string>;
   /** Stops and removes the container; a missing container is not an error. */
   remove(id: string): Promise<void>;
   /** Ids of containers (running or not) carrying this label=value. */
@@ -128,6 +130,28 @@ export class DockerEngine implements ContainerEngine {
       { stream: false, "one-shot": true } as { stream: false },
     ) as unknown as RawStats;
     return withHostCpus(frame);
+  }
+
+  async exec(id: string, cmd: string[]): Promise<string> {
+    const exec = await this.docker.getContainer(id).exec({
+      Cmd: cmd,
+      AttachStdout: true,
+      AttachStderr: true,
+    });
+    const stream = await exec.start({ hijack: true, stdin: false });
+    const chunks: Uint8Array[] = [];
+    await new Promise<void>((resolve, reject) => {
+      stream.on("data", (c: Uint8Array) => chunks.push(c));
+      stream.on("end", () => resolve());
+      stream.on("error", reject);
+    });
+    const all = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+    let at = 0;
+    for (const c of chunks) {
+      all.set(c, at);
+      at += c.length;
+    }
+    return demux(all);
   }
 
   async remove(id: string): Promise<void> {

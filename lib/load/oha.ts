@@ -229,13 +229,20 @@ export function parseTimes(stderr: string): number | undefined {
 /**
  * Runs oha and returns its parsed results with its CPU time and the connections it opened; oha's
  * own failures become a RunError with its stderr. oha runs under bash so that bash's `times`
- * builtin can report the CPU time of its child after it exits.
+ * builtin can report the CPU time of its child after it exits. `bracket` runs right before oha is
+ * spawned and right after it exits (the server's CPU is read there).
  */
-export async function runOha(o: OhaOptions, outFile: string, signal?: AbortSignal): Promise<OhaRun> {
+export async function runOha(
+  o: OhaOptions,
+  outFile: string,
+  signal?: AbortSignal,
+  bracket?: { before(): Promise<void>; after(): Promise<void> },
+): Promise<OhaRun> {
   const { cmd, args } = ohaCommand(o, outFile);
   const script = '"$@"; s=$?; times >&2; exit $s';
   const port = Number(new URL(o.url).port || 80);
   const portsBefore = clientPorts(port);
+  await bracket?.before();
   const t0 = performance.now();
   let out: Deno.CommandOutput;
   try {
@@ -249,6 +256,7 @@ export async function runOha(o: OhaOptions, outFile: string, signal?: AbortSigna
     throw new RunError(`Cannot start oha (${cmd}): ${(e as Error).message}; run 'embbench doctor'`);
   }
   const wallSeconds = (performance.now() - t0) / 1000;
+  await bracket?.after();
   const portsAfter = clientPorts(port);
   const stderr = new TextDecoder().decode(out.stderr);
   if (!out.success) {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { steadyState } from "../stats/tests.ts";
 import { type LoggedRequest, requestLogPath, writeRequestLog } from "./requests.ts";
 import { type OhaOptions, runOha } from "./oha.ts";
-import { runWindow, type WindowRecord } from "./window.ts";
+import { runWindow, type ServerProbe, type WindowRecord } from "./window.ts";
 
 /** The measurement rules (benchmark_config.yaml `measurement`). */
 export interface MeasurementRules {
@@ -42,6 +42,8 @@ export interface PassSpec {
   maxErrorRate: number;
   rules: MeasurementRules;
   logsDir: string;
+  /** Reads the server's CPU and counters around each window. */
+  probe?: ServerProbe;
   /** Called after each window; false ends the pass (the server stopped). */
   afterWindow?: (w: WindowRecord) => Promise<boolean>;
 }
@@ -130,6 +132,7 @@ export async function measurePass(spec: PassSpec, signal?: AbortSignal): Promise
         loadgenCpus: spec.loadgenCpuCount,
         outFile: join(dir, `${base}.w${index}.json`),
         dbFile: join(dir, `${base}.w${index}.db`),
+        probe: spec.probe,
       },
       index,
       signal,

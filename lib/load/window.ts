@@ -6,6 +6,31 @@
 import type { RequestRecord } from "./requests.ts";
 import { isSuccess } from "./requests.ts";
 import { type OhaOptions, runOha } from "./oha.ts";
+import { metricsDelta, type MetricsReading } from "../server/metrics.ts";
+
+/** Reads the server under load: its CPU time and its /metrics counters (either may be unavailable). */
+export interface ServerProbe {
+  /** The server's CPU time so far, seconds. */
+  cpuSeconds(): Promise<number | undefined>;
+  /** Host-wide CPU time and steal so far, seconds (/proc/stat). */
+  hostTimes(): { totalS: number; stealS: number } | undefined;
+  metrics(): Promise<MetricsReading | undefined>;
+}
+
+/** What the server did during one window's oha run. */
+export interface ServerWindow {
+  /** Wall time from right before oha was spawned to right after it exited, seconds. */
+  wallSeconds: number;
+  /** The server's CPU time over exactly that span, seconds. */
+  cpuSeconds?: number;
+  /** Host-wide: CPU time the hypervisor stole over the span, and all CPU time, seconds. */
+  stealSeconds?: number;
+  hostCpuSeconds?: number;
+  /** Requests oha got an answer to in the span (2xx or not): what the CPU time served. */
+  answered: number;
+  /** The /metrics counters' differences across the window (read just outside the span). */
+  metrics?: MetricsReading;
+}
 
 /** A window's figures (the requests themselves go to the request log). */
 export interface WindowRecord {
@@ -32,11 +57,16 @@ export interface WindowRecord {
   loadgenBusy?: number;
   /** The fixed arrival rate, when the window was open-loop. */
   offeredRps?: number;
+  /** The server's CPU and phase counters over the window, when a probe was given. */
+  server?: ServerWindow;
 }
 
 /** A window's records split into the measured part, and its figures. */
 export interface SplitWindow {
-  record: Omit<WindowRecord, "index" | "errors" | "connectionsOpened" | "loadgenCpuSeconds" | "loadgenBusy">;
+  record: Omit<
+    WindowRecord,
+    "index" | "errors" | "connectionsOpened" | "loadgenCpuSeconds" | "loadgenBusy" | "server"
+  >;
   /** Per request: whether it is measured (same order as the input). */
   measured: boolean[];
 }
@@ -95,6 +125,8 @@ export interface WindowSpec {
   /** oha's JSON and SQLite files for this window. */
   outFile: string;
   dbFile: string;
+  /** Reads the server's CPU right at oha's start and exit, and its /metrics just outside. */
+  probe?: ServerProbe;
 }
 
 /**
@@ -112,11 +144,29 @@ export async function runWindow(
   } catch {
     // not there: oha creates it
   }
+  const probe = spec.probe;
+  const m0 = await probe?.metrics();
+  let c0: number | undefined, c1: number | undefined;
+  let h0: { totalS: number; stealS: number } | undefined, h1: typeof h0;
+  let t0 = 0, t1 = 0;
   const run = await runOha(
     { ...spec.oha, durationS: spec.durationS, waitOngoing: true, dbFile: spec.dbFile },
     spec.outFile,
     signal,
+    probe && {
+      before: async () => {
+        c0 = await probe.cpuSeconds();
+        h0 = probe.hostTimes();
+        t0 = performance.now();
+      },
+      after: async () => {
+        t1 = performance.now();
+        c1 = await probe.cpuSeconds();
+        h1 = probe.hostTimes();
+      },
+    },
   );
+  const m1 = await probe?.metrics();
   const records = readOhaDb(spec.dbFile);
   await Deno.remove(spec.dbFile).catch(() => {});
   const split = splitWindow(records, spec.durationS);
@@ -132,6 +182,19 @@ export async function runWindow(
       loadgenCpuSeconds: run.cpuSeconds,
       loadgenBusy: busy,
       ...(spec.oha.rateQps !== undefined ? { offeredRps: spec.oha.rateQps } : {}),
+      ...(probe
+        ? {
+          server: {
+            wallSeconds: (t1 - t0) / 1000,
+            ...(c0 !== undefined && c1 !== undefined ? { cpuSeconds: c1 - c0 } : {}),
+            ...(h0 && h1
+              ? { stealSeconds: h1.stealS - h0.stealS, hostCpuSeconds: h1.totalS - h0.totalS }
+              : {}),
+            answered: run.summary.responses,
+            ...(m0 && m1 ? { metrics: metricsDelta(m0, m1) } : {}),
+          },
+        }
+        : {}),
     },
     records,
     measured: split.measured,

@@ -12,12 +12,16 @@ import { exists } from "../fs.ts";
 import type { Cell } from "../config/plan.ts";
 import type { PassResult } from "../load/pass.ts";
 import type { CellFigures } from "../stats/cell.ts";
+import type { CellResources, PassMemory } from "../stats/resources.ts";
+import type { GemmPeak } from "../engine/gemm.ts";
+import type { ColdStartSummary, StartupPhases } from "../server/startup.ts";
 
 /**
- * Format version of run.json and the cell files. 2: per-request data pooled over passes and
- * windows (version 1 took medians of per-repetition percentiles).
+ * Format version of run.json and the cell files. 3: CPU bracketed per window, memory from
+ * smaps_rollup and the cgroup peak, start-up phases, phase counters (version 2 sampled docker
+ * stats; version 1 took medians of per-repetition percentiles).
  */
-export const RESULTS_VERSION = 2;
+export const RESULTS_VERSION = 3;
 
 /** results/<run-id>/run.json. */
 export interface RunInfo {
@@ -42,6 +46,15 @@ export interface RunInfo {
    * where the host allowed, and what could not be moved (with the reason).
    */
   placement?: { cpus: string; moved: string[]; notMoved: string[] };
+  /** The server cpuset's fp32 GEMM peak, measured once per run (lib/engine/gemm.ts); absent when skipped or impossible. */
+  gemmPeak?: GemmPeak;
+  /**
+   * Whether each container's model files were evicted from the page cache before it started (so
+   * mapped weights are charged to the container that maps them): "evicted", or why not.
+   */
+  pageCache?: string;
+  /** Fresh WARMUP=0 starts per model and framework: start-up phases and the true cold first request. */
+  coldStarts?: Record<string, Record<string, ColdStartSummary>>;
   /** Image id and /info answer per framework, filled as each framework starts. */
   frameworks: Record<string, { image: string; imageId?: string; info?: Record<string, unknown> }>;
   /** ISO 8601 times. endedAt is absent while the run is in progress or was interrupted. */
@@ -49,21 +62,6 @@ export interface RunInfo {
   endedAt?: string;
   /** Why the run stopped early (signal, error), if it did. */
   interrupted?: string;
-}
-
-/** Resource use sampled from docker stats during a cell's measured load. */
-export interface ResourceStats {
-  /** Number of samples the figures come from. */
-  samples: number;
-  /** CPU use in percent of one CPU (200 = two CPUs busy): Δcpu / Δsystem × online CPUs × 100. */
-  cpuPercentMean: number;
-  cpuPercentPeak: number;
-  /** Resident memory (cgroup v1 total_rss/rss, v2 anon), bytes. */
-  rssBytesMean: number;
-  rssBytesPeak: number;
-  /** Memory usage minus inactive file cache, bytes (what `docker stats` shows). */
-  workingSetBytesMean: number;
-  workingSetBytesPeak: number;
 }
 
 /**
@@ -79,13 +77,14 @@ export interface CellResult extends Omit<Cell, "sweep">, Partial<CellFigures> {
   endedAt: string;
   /** Container start to first healthy /health, ms: the median over the cell's passes (each a fresh container). */
   loadTimeMs?: number;
-  /** The first /embed after healthy, ms, in the first pass's container. */
-  firstRequestMs?: number;
+  /** The passes' start-up phases, medians (each pass a fresh container, warm-up included). */
+  startup?: Omit<StartupPhases, "healthyMs"> & { healthyMs?: number };
   /** Open-loop cells: the closed-loop capacity the rate was taken from, and the offered rate. */
   openLoop?: { fraction: number; capacityRps: number; offeredRps: number };
   /** Each pass: its warm-up, its windows, whether it reached steady state. */
-  passes?: (PassResult & { loadTimeMs?: number; resources?: ResourceStats })[];
-  resources?: ResourceStats;
+  passes?: (PassResult & { loadTimeMs?: number; memory?: PassMemory; startup?: StartupPhases })[];
+  /** CPU, memory, phase times, efficiency and cost (lib/stats/resources.ts). */
+  resources?: CellResources;
 }
 
 /** A pass of a cell kept until the cell's last pass: results/<run-id>/logs/passes/<cell>.p<k>.json. */
@@ -98,8 +97,8 @@ export interface PassRecord {
   endedAt: string;
   result?: PassResult;
   loadTimeMs?: number;
-  firstRequestMs?: number;
-  resources?: ResourceStats;
+  startup?: StartupPhases;
+  memory?: PassMemory;
   openLoop?: { fraction: number; capacityRps: number; offeredRps: number };
 }
 
@@ -155,7 +154,7 @@ export async function readRun(runDir: string): Promise<RunInfo> {
   if (run.version !== RESULTS_VERSION) {
     throw new Error(
       `${runPaths(runDir).run} has results format ${run.version}, this embbench reads ${RESULTS_VERSION}: ` +
-        `re-run the benchmark (format 1 runs took medians of per-repetition percentiles)`,
+        `re-run the benchmark (see RESULTS_VERSION in lib/results/results.ts for what changed)`,
     );
   }
   return run;

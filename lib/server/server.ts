@@ -6,6 +6,9 @@
 import { parseCpuset } from "../config/cpuset.ts";
 import { RunError } from "../errors.ts";
 import type { ContainerEngine } from "../engine/docker.ts";
+import { memoryPeakBytes } from "../engine/cgroup.ts";
+import { type Eviction, evictPageCache } from "../engine/memory.ts";
+import { type StartupPhases, startupPhases } from "./startup.ts";
 
 /** The container label every embbench container carries, with the run id as value. */
 export const RUN_LABEL = "embbench.run";
@@ -22,6 +25,8 @@ export interface ServerOptions {
   maxInflight: number;
   healthTimeoutS: number;
   runId: string;
+  /** NUM_THREADS (default: the cpuset's size). */
+  threads?: number;
   /** Extra environment (e.g. LOAD_DELAY_MS for verify). */
   env?: Record<string, string>;
 }
@@ -37,6 +42,12 @@ export interface RunningServer {
   info: Record<string, unknown>;
   /** Whether /health answered 503 before 200 (verify starts servers with LOAD_DELAY_MS to see it). */
   saw503: boolean;
+  /** Container creation to healthy, split by the server's own /info startup stamps. */
+  startup: StartupPhases;
+  /** The cgroup's memory peak from creation to healthy (model load and warm-up), bytes; undefined when unreadable. */
+  loadPeakBytes?: number;
+  /** The model's files dropped from the page cache before the container started. */
+  eviction: Eviction;
 }
 
 /** Counts the CPUs of a cpuset string. */
@@ -103,6 +114,9 @@ export async function waitHealthy(
 export async function startServer(engine: ContainerEngine, o: ServerOptions): Promise<RunningServer> {
   const port = freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
+  // Mapped weights must be charged to the container that maps them, and its load must read them:
+  // drop them from the page cache an earlier container filled.
+  const eviction = await evictPageCache(o.modelDir);
   const started = performance.now();
   const id = await engine.start({
     image: o.image,
@@ -111,7 +125,7 @@ export async function startServer(engine: ContainerEngine, o: ServerOptions): Pr
       MODEL_DIR: "/model",
       HOST: "127.0.0.1",
       PORT: String(port),
-      NUM_THREADS: String(cpusetSize(o.cpuset)),
+      NUM_THREADS: String(o.threads ?? cpusetSize(o.cpuset)),
       MAX_BATCH: String(o.maxBatch),
       MAX_INFLIGHT: String(o.maxInflight),
       ...o.env,
@@ -123,8 +137,25 @@ export async function startServer(engine: ContainerEngine, o: ServerOptions): Pr
   });
   try {
     const health = await waitHealthy(engine, id, baseUrl, o.healthTimeoutS, started);
+    const loadPeakBytes = memoryPeakBytes(id);
+    const asked = performance.now();
     const info = await (await fetch(`${baseUrl}/info`)).json() as Record<string, unknown>;
-    return { containerId: id, baseUrl, port, loadTimeMs: health.healthyAfterMs, info, saw503: health.saw503 };
+    const answered = performance.now();
+    return {
+      containerId: id,
+      baseUrl,
+      port,
+      loadTimeMs: health.healthyAfterMs,
+      info,
+      saw503: health.saw503,
+      startup: startupPhases(info.startup, {
+        createdAtMs: started,
+        infoAtMs: (asked + answered) / 2,
+        healthyMs: health.healthyAfterMs,
+      }),
+      loadPeakBytes,
+      eviction,
+    };
   } catch (e) {
     await engine.remove(id);
     throw e;
