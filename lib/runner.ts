@@ -289,6 +289,12 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
               `needs ≥ ${full.latencyMs?.percentiles.p99.needs} requests`
           }, ${full.counts?.successful} requests over ${full.counts?.windows} windows${
             full.steady ? "" : ", NOT steady"
+          }${
+            full.resources?.cpu
+              ? `, server CPU ${(full.resources.cpu.secondsPerRequest * 1000).toFixed(2)} ms/request (${
+                full.resources.cpu.utilizationPercent.toFixed(0)
+              } % of its CPUs)`
+              : ""
           }${full.loadgen?.overloaded ? ", load generator over 60 % busy" : ""}${
             full.connections?.keepAliveDropped ? ", keep-alive dropped" : ""
           }`
