@@ -48,6 +48,11 @@ Config config_from_env(const std::function<const char*(const char*)>& getenv) {
     c.max_body_bytes = static_cast<std::size_t>(parse_int("MAX_BODY_BYTES", v, 1, std::numeric_limits<int>::max()));
   }
   if (const char* v = get("LOAD_DELAY_MS")) c.load_delay_ms = static_cast<int>(parse_int("LOAD_DELAY_MS", v, 0, 3600000));
+  if (const char* v = get("WARMUP")) {
+    const std::string_view w(v);
+    if (w != "0" && w != "1") throw ConfigError(std::string("WARMUP=\"") + v + "\" is not 0 or 1");
+    c.warmup = w == "1";
+  }
   c.http_threads = std::max(64, 4 * c.max_inflight);
   if (const char* v = get("HTTP_THREADS")) c.http_threads = static_cast<int>(parse_int("HTTP_THREADS", v, 1, 4096));
   return c;

@@ -23,6 +23,8 @@ struct Config {
   int max_inflight = 1;
   std::size_t max_body_bytes = 2097152;
   int load_delay_ms = 0;
+  /// WARMUP: run one warm-up inference before /health turns 200 ("1", the default) or not ("0").
+  bool warmup = true;
   /// HTTP worker threads. cpp-httplib keeps a keep-alive connection on one worker, so there must
   /// be at least as many as the load generator's connections; they mostly sleep.
   int http_threads = 0;

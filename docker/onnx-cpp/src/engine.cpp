@@ -71,16 +71,35 @@ void without_duplicate_schema_noise(Fn&& fn) {
 
 }  // namespace
 
+struct Runtime::Impl {
+  Ort::Env env{nullptr};
+};
+
+Runtime::Runtime() : impl_(std::make_unique<Impl>()) {
+  try {
+    without_duplicate_schema_noise([&] { impl_->env = Ort::Env(ORT_LOGGING_LEVEL_WARNING, "embbench"); });
+  } catch (const Ort::Exception& e) {
+    throw BackendError(std::string("ONNX Runtime cannot create its environment: ") + e.what());
+  }
+}
+
+Runtime::~Runtime() = default;
+
 struct Engine::Impl {
-  Ort::Env env{ORT_LOGGING_LEVEL_WARNING, "embbench"};
+  std::shared_ptr<const Runtime> runtime;  // outlives the session
   Ort::Session session{nullptr};
   Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   std::counting_semaphore<> slots;
-  explicit Impl(int max_inflight) : slots(max_inflight) {}
+  std::optional<std::size_t> output_dim;
+  Impl(std::shared_ptr<const Runtime> rt, int max_inflight) : runtime(std::move(rt)), slots(max_inflight) {}
 };
 
 Engine::Engine(const std::string& onnx_path, int num_threads, int max_inflight)
-    : impl_(std::make_unique<Impl>(max_inflight)) {
+    : Engine(std::make_shared<const Runtime>(), onnx_path, num_threads, max_inflight) {}
+
+Engine::Engine(std::shared_ptr<const Runtime> runtime, const std::string& onnx_path, int num_threads,
+               int max_inflight)
+    : impl_(std::make_unique<Impl>(std::move(runtime), max_inflight)) {
   try {
     Ort::SessionOptions opts;
     // ONNX Runtime would size its pool from the host's CPUs, not the container's cpuset.
@@ -88,7 +107,8 @@ Engine::Engine(const std::string& onnx_path, int num_threads, int max_inflight)
     opts.SetInterOpNumThreads(1);
     opts.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
     opts.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-    without_duplicate_schema_noise([&] { impl_->session = Ort::Session(impl_->env, onnx_path.c_str(), opts); });
+    without_duplicate_schema_noise(
+        [&] { impl_->session = Ort::Session(impl_->runtime->impl_->env, onnx_path.c_str(), opts); });
   } catch (const Ort::Exception& e) {
     throw BackendError(onnx_path + ": ONNX Runtime cannot load the model: " + e.what());
   }
@@ -108,9 +128,14 @@ Engine::Engine(const std::string& onnx_path, int num_threads, int max_inflight)
       throw BackendError(onnx_path + ": the graph has no input \"" + want + "\"");
     }
   }
-  if (std::find(outs.begin(), outs.end(), "sentence_embedding") == outs.end()) {
+  const auto out_it = std::find(outs.begin(), outs.end(), "sentence_embedding");
+  if (out_it == outs.end()) {
     throw BackendError(onnx_path + ": the graph has no output \"sentence_embedding\"");
   }
+  const auto out_shape = impl_->session.GetOutputTypeInfo(static_cast<std::size_t>(out_it - outs.begin()))
+                             .GetTensorTypeAndShapeInfo()
+                             .GetShape();
+  if (out_shape.size() == 2 && out_shape[1] > 0) impl_->output_dim = static_cast<std::size_t>(out_shape[1]);
   if (ins.size() != 2) {
     throw BackendError(onnx_path + ": the graph has " + std::to_string(ins.size()) +
                        " inputs, expected exactly input_ids and attention_mask");
@@ -129,13 +154,16 @@ EngineOutput Engine::run(const Batch& batch) {
   inputs.push_back(Ort::Value::CreateTensor<int64_t>(impl_->cpu, const_cast<int64_t*>(batch.attention_mask.data()),
                                                      batch.attention_mask.size(), shape.data(), shape.size()));
   std::vector<Ort::Value> outputs;
+  EngineOutput res;
   impl_->slots.acquire();
+  res.slot_acquired = std::chrono::steady_clock::now();
   try {
     outputs = impl_->session.Run(Ort::RunOptions{nullptr}, in_names, inputs.data(), inputs.size(), out_names, 1);
   } catch (const Ort::Exception& e) {
     impl_->slots.release();
     throw BackendError(std::string("ONNX Runtime Run failed: ") + e.what());
   }
+  res.output_ready = std::chrono::steady_clock::now();
   impl_->slots.release();
 
   const auto info = outputs[0].GetTensorTypeAndShapeInfo();
@@ -147,13 +175,14 @@ EngineOutput Engine::run(const Batch& batch) {
     throw BackendError("sentence_embedding has shape [" + got + "], expected float32 [" +
                        std::to_string(batch.rows) + ", dim]");
   }
-  EngineOutput res;
   res.rows = static_cast<std::size_t>(dims[0]);
   res.dim = static_cast<std::size_t>(dims[1]);
   const float* p = outputs[0].GetTensorData<float>();
   res.embeddings.assign(p, p + res.rows * res.dim);
   return res;
 }
+
+std::optional<std::size_t> Engine::output_dim() const { return impl_->output_dim; }
 
 std::string Engine::ort_version() { return OrtGetApiBase()->GetVersionString(); }
 

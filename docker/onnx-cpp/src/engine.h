@@ -2,8 +2,10 @@
 // Run() calls at once (a counting semaphore), intra-op threads = NUM_THREADS, inter-op 1.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <semaphore>
 #include <stdexcept>
 #include <string>
@@ -34,16 +36,39 @@ struct EngineOutput {
   std::vector<float> embeddings;  // [rows, dim]
   std::size_t rows = 0;
   std::size_t dim = 0;
+  /// When run() held an inference slot, and when the graph's output was back (the end of the
+  /// contract's `queue` phase and of its `inference` phase).
+  std::chrono::steady_clock::time_point slot_acquired{}, output_ready{};
+};
+
+/// The ONNX Runtime environment (Ort::Env): created once, before any model is read, and shared by
+/// the sessions created in it.
+class Runtime {
+ public:
+  Runtime();
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+ private:
+  friend class Engine;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 class Engine {
  public:
-  /// Loads `onnx_path`; throws BackendError naming the file and ONNX Runtime's message.
+  /// Loads `onnx_path` in `runtime`; throws BackendError naming the file and ONNX Runtime's message.
+  Engine(std::shared_ptr<const Runtime> runtime, const std::string& onnx_path, int num_threads, int max_inflight);
+  /// The same in a runtime of its own.
   Engine(const std::string& onnx_path, int num_threads, int max_inflight);
   ~Engine();
 
   /// Runs the graph on `batch` (thread-safe), waiting for an inference slot first.
   EngineOutput run(const Batch& batch);
+
+  /// sentence_embedding's second dimension when the graph fixes it, nullopt when it is symbolic.
+  std::optional<std::size_t> output_dim() const;
 
   /// ONNX Runtime's own version string (OrtGetApiBase()->GetVersionString()).
   static std::string ort_version();

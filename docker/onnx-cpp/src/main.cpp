@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -15,6 +16,8 @@
 #include "config.h"
 #include "embed_request.h"
 #include "engine.h"
+#include "metrics.h"
+#include "process_info.h"
 #include "tokenizer.h"
 
 namespace {
@@ -26,9 +29,14 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-std::string ms_header(double ms) {
+std::uint64_t ns_between(Clock::time_point from, Clock::time_point to) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count();
+  return ns > 0 ? static_cast<std::uint64_t>(ns) : 0;
+}
+
+std::string ms_header(std::uint64_t ns) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.3f", ms);
+  std::snprintf(buf, sizeof(buf), "%.3f", static_cast<double>(ns) / 1e6);
   return buf;
 }
 
@@ -41,27 +49,48 @@ struct Server {
   embbench::Config cfg;
   embbench::ModelInfo model;
   std::string cpus;
+  // Read first, so process_start is known from the start.
+  embbench::Startup startup{embbench::process_start_monotonic()};
+  std::shared_ptr<const embbench::Runtime> runtime;  // the Ort::Env, created before the port is bound
   // Set once by the loader thread before `ready` flips; read-only afterwards.
   std::unique_ptr<embbench::Tokenizer> tokenizer;
   std::unique_ptr<embbench::Engine> engine;
   std::atomic<bool> ready{false};
+  embbench::Metrics metrics;
 
+  void check_dim(std::size_t dim, const char* what) const {
+    if (dim != model.embedding_dim) {
+      throw embbench::BackendError(std::string(what) + " " + std::to_string(dim) + "-dimensional embeddings, "
+                                   "embbench_model.json says embedding_dim " + std::to_string(model.embedding_dim));
+    }
+  }
+
+  // Runs after main() stamped runtime_ready: LOAD_DELAY_MS counts as model load.
   void load() {
     if (cfg.load_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(cfg.load_delay_ms));
     const auto t0 = Clock::now();
     auto tok = std::make_unique<embbench::Tokenizer>(
         embbench::Tokenizer::from_file(cfg.model_dir + "/pytorch/tokenizer.json"));
-    auto eng = std::make_unique<embbench::Engine>(cfg.model_dir + "/onnx/model.onnx", cfg.num_threads, cfg.max_inflight);
-    // Warm-up: one real inference before /health turns 200.
-    const auto out = eng->run(embbench::pad_batch({tok->encode("warm-up", model.max_seq_length)}, tok->pad_id()));
-    if (out.dim != model.embedding_dim) {
-      throw embbench::BackendError("the graph answers " + std::to_string(out.dim) + "-dimensional embeddings, "
-                                   "embbench_model.json says embedding_dim " + std::to_string(model.embedding_dim));
+    auto eng = std::make_unique<embbench::Engine>(runtime, cfg.model_dir + "/onnx/model.onnx", cfg.num_threads,
+                                                  cfg.max_inflight);
+    if (const auto dim = eng->output_dim()) check_dim(*dim, "the graph declares");
+    startup.mark(embbench::Startup::Stage::model_loaded);
+    const double load_ms = ms_since(t0);
+    double warm_ms = 0;
+    if (cfg.warmup) {
+      // One real inference before /health turns 200; not counted in /metrics.
+      const auto t1 = Clock::now();
+      const auto out = eng->run(embbench::pad_batch({tok->encode("warm-up", model.max_seq_length)}, tok->pad_id()));
+      startup.mark(embbench::Startup::Stage::warmed, out.output_ready);
+      check_dim(out.dim, "the graph answers");
+      warm_ms = ms_since(t1);
     }
     tokenizer = std::move(tok);
     engine = std::move(eng);
     ready.store(true, std::memory_order_release);
-    std::cerr << "embbench-onnx-cpp: model " << model.name << " loaded in " << ms_since(t0) << " ms\n";
+    std::cerr << "embbench-onnx-cpp: model " << model.name << " loaded in " << load_ms << " ms"
+              << (cfg.warmup ? ", warmed up in " + std::to_string(warm_ms) + " ms" : std::string(", no warm-up (WARMUP=0)"))
+              << "\n";
   }
 
   nlohmann::json info() const {
@@ -76,6 +105,9 @@ struct Server {
         {"cpus", cpus},
         {"max_batch", cfg.max_batch},
         {"max_inflight", cfg.max_inflight},
+        {"warmup", cfg.warmup},
+        {"startup", startup.to_json()},
+        {"os_threads", embbench::os_threads_json(embbench::os_threads())},
         {"build",
          {{"language", "C++20"},
           {"api", "ONNX Runtime C++ API (onnxruntime_cxx_api.h)"},
@@ -96,7 +128,8 @@ struct Server {
   }
 
   void embed(const httplib::Request& req, httplib::Response& res) {
-    const auto t0 = Clock::now();
+    // cpp-httplib calls a handler once it has read the whole body: the start of `request` and `parse`.
+    const auto t_body = Clock::now();
     if (!ready.load(std::memory_order_acquire)) {
       return send_error(res, {503, "Unhealthy", "model is loading"});
     }
@@ -109,9 +142,10 @@ struct Server {
     if (auto* err = std::get_if<ApiError>(&parsed)) return send_error(res, *err);
     auto& request = std::get<embbench::EmbedRequest>(parsed);
 
-    const auto t_tok = Clock::now();
+    const auto t_tok = Clock::now();  // the end of `parse`, the start of `tokenize`
     std::vector<embbench::Encoding> encodings;
     encodings.reserve(request.inputs.size());
+    std::uint64_t tokens = 0;
     try {
       for (std::size_t i = 0; i < request.inputs.size(); ++i) {
         auto enc = tokenizer->encode(request.inputs[i], model.max_seq_length);
@@ -121,28 +155,40 @@ struct Server {
                                       " tokens, more than max_seq_length " + std::to_string(model.max_seq_length) +
                                       " (truncate is false)"});
         }
+        tokens += enc.ids.size();
         encodings.push_back(std::move(enc));
       }
     } catch (const std::invalid_argument& e) {
       return send_error(res, {422, "Validation", e.what()});
     }
-    const double tok_ms = ms_since(t_tok);
+    const auto batch = embbench::pad_batch(encodings, tokenizer->pad_id());
+    const auto t_batch = Clock::now();  // the end of `tokenize`, the start of `queue`
 
-    const auto t_inf = Clock::now();
     embbench::EngineOutput out;
     try {
-      out = engine->run(embbench::pad_batch(encodings, tokenizer->pad_id()));
+      out = engine->run(batch);  // stamps slot_acquired (queue -> inference) and output_ready
     } catch (const std::exception& e) {
       return send_error(res, {500, "Backend", e.what()});
     }
-    const double inf_ms = ms_since(t_inf);
     for (float v : out.embeddings) {
       if (!std::isfinite(v)) return send_error(res, {500, "Backend", "the model produced a non-finite embedding value"});
     }
-    res.set_content(embbench::embeddings_json(out.embeddings.data(), out.rows, out.dim), "application/json");
-    res.set_header("x-tokenization-time", ms_header(tok_ms));
-    res.set_header("x-inference-time", ms_header(inf_ms));
-    res.set_header("x-total-time", ms_header(ms_since(t0)));
+    std::string body = embbench::embeddings_json(out.embeddings.data(), out.rows, out.dim);
+    const auto t_done = Clock::now();  // the answer serialised: the end of `serialize` and `request`
+
+    const embbench::PhaseTimes t{
+        .request_ns = ns_between(t_body, t_done),
+        .parse_ns = ns_between(t_body, t_tok),
+        .tokenize_ns = ns_between(t_tok, t_batch),
+        .queue_ns = ns_between(t_batch, out.slot_acquired),
+        .inference_ns = ns_between(out.slot_acquired, out.output_ready),
+        .serialize_ns = ns_between(out.output_ready, t_done),
+    };
+    res.set_content(std::move(body), "application/json");
+    res.set_header("x-tokenization-time", ms_header(t.tokenize_ns));
+    res.set_header("x-inference-time", ms_header(t.queue_ns + t.inference_ns));
+    res.set_header("x-total-time", ms_header(t.request_ns));
+    metrics.record(out.rows, tokens, t);
   }
 };
 
@@ -172,6 +218,12 @@ int main() {
   }
   server->cpus = embbench::affinity_cpuset();
   const auto& cfg = server->cfg;
+  try {
+    server->runtime = std::make_shared<const embbench::Runtime>();
+  } catch (const std::exception& e) {
+    std::cerr << "embbench-onnx-cpp: " << e.what() << "\n";
+    return 1;
+  }
 
   httplib::Server svr;
   const int workers = cfg.http_threads;
@@ -198,9 +250,14 @@ int main() {
   });
   method_not_allowed(svr, "/health", "GET");
   svr.Get("/info", [server](const httplib::Request&, httplib::Response& res) {
-    res.set_content(server->info().dump(), "application/json");
+    // A thread name is 15 bytes cut anywhere, possibly inside a UTF-8 sequence: replace, never throw.
+    res.set_content(server->info().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
   });
   method_not_allowed(svr, "/info", "GET");
+  svr.Get("/metrics", [server](const httplib::Request&, httplib::Response& res) {
+    res.set_content(server->metrics.text(), embbench::kMetricsContentType);
+  });
+  method_not_allowed(svr, "/metrics", "GET");
 
   // Errors cpp-httplib raises itself (unrouted path, oversized body, bad request line) get the
   // contract's JSON; answers a handler already wrote are left alone.
@@ -236,6 +293,8 @@ int main() {
   }
   std::cerr << "embbench-onnx-cpp: listening on " << cfg.host << ":" << cfg.port << " (ONNX Runtime "
             << embbench::Engine::ort_version() << ", threads " << cfg.num_threads << ", cpus " << server->cpus << ")\n";
+  // The runtime is initialised and the port bound: the model is read next (after LOAD_DELAY_MS).
+  server->startup.mark(embbench::Startup::Stage::runtime_ready);
   std::thread([server] {
     try {
       server->load();

@@ -29,6 +29,19 @@ TEST_CASE("config_from_env() applies the contract's defaults") {
   CHECK(c.max_body_bytes == 2097152);
   CHECK(c.load_delay_ms == 0);
   CHECK(c.num_threads == 2);
+  CHECK(c.warmup);
+}
+
+TEST_CASE("config_from_env() reads WARMUP: 1 or 0, anything else names the variable and the value") {
+  CHECK(from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}, {"WARMUP", "1"}}).warmup);
+  CHECK_FALSE(from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}, {"WARMUP", "0"}}).warmup);
+  CHECK(from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}, {"WARMUP", ""}}).warmup);  // empty = unset, like the others
+  for (const char* bad : {"x", "2", "true", "false", " 0", "00", "-1"}) {
+    CAPTURE(bad);
+    const std::string want = "WARMUP=\"" + std::string(bad) + "\" is not 0 or 1";
+    CHECK_THROWS_WITH_AS(from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}, {"WARMUP", bad}}),
+                         doctest::Contains(want.c_str()), ConfigError);
+  }
 }
 
 TEST_CASE("config_from_env() names a missing or malformed variable") {

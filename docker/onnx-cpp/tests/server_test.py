@@ -50,6 +50,38 @@ def free_port():
         return s.getsockname()[1]
 
 
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+COUNTERS = ["requests", "inputs", "tokens", "request_seconds", "parse_seconds", "tokenize_seconds",
+            "queue_seconds", "inference_seconds", "serialize_seconds"]
+BUCKETS = ["1", "2", "4", "8", "16", "32", "64", "128", "256", "+Inf"]
+
+
+def metrics(port):
+    """GET /metrics: (status, content type, {sample name: value}); checks the 0.0.4 text format."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    resp = conn.getresponse()
+    text = resp.read().decode()
+    conn.close()
+    out, family, types = {}, None, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, family, kind = line.split(" ")
+            types[family] = kind
+            continue
+        name, value = line.rsplit(" ", 1)
+        assert name.startswith(family), f"{name} outside its TYPE family {family}"
+        out[name] = float(value)
+    want_types = {f"embbench_{c}_total": "counter" for c in COUNTERS}
+    want_types["embbench_batch_size"] = "histogram"
+    assert types == want_types, types
+    return resp.status, resp.getheader("Content-Type"), out
+
+
+def delta(after, before):
+    return {k: after[k] - before[k] for k in after}
+
+
 def expect_error(port, method, path, status, error_type, what, **kw):
     code, _, body = request(port, method, path, **kw)
     ok = code == status and isinstance(body, dict) and body.get("error_type") == error_type and body.get("error")
@@ -62,17 +94,57 @@ def main():
     port = free_port()
     env = dict(os.environ, MODEL_DIR=model_dir, HOST="127.0.0.1", PORT=str(port), NUM_THREADS="1",
                MAX_BATCH="4", MAX_INFLIGHT="2", MAX_BODY_BYTES="4096", LOAD_DELAY_MS="1500")
+    spawn0 = time.monotonic()
     proc = subprocess.Popen([binary], env=env)
+    spawn1 = time.monotonic()
     try:
-        run(port, model_dir)
+        run(port, model_dir, proc.pid, (spawn0, spawn1))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    warmup_settings(binary, model_dir)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
 
-def run(port, model_dir):
+def wait_healthy(port, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if request(port, "GET", "/health")[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def warmup_settings(binary, model_dir):
+    """WARMUP=0 turns healthy with no warm-up stamp; a malformed WARMUP stops the server naming it."""
+    port = free_port()
+    env = dict(os.environ, MODEL_DIR=model_dir, PORT=str(port), NUM_THREADS="1", WARMUP="0")
+    proc = subprocess.Popen([binary], env=env)
+    try:
+        check(wait_healthy(port, 30), "WARMUP=0: /health turns 200")
+        _, _, info = request(port, "GET", "/info")
+        st = info["startup"]
+        check(info["warmup"] is False and st["warmed"] is None and st["model_loaded"] is not None
+              and st["runtime_ready"] <= st["model_loaded"] <= st["now"],
+              f"WARMUP=0: /info says warmup false, warmed null, model_loaded set ({info['warmup']}, {st})")
+        _, _, m = metrics(port)
+        check(m["embbench_requests_total"] == 0 and m["embbench_batch_size_count"] == 0,
+              "WARMUP=0: /metrics starts at zero")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    for bad in ("x", "2"):
+        env = dict(os.environ, MODEL_DIR=model_dir, PORT=str(free_port()), NUM_THREADS="1", WARMUP=bad)
+        r = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2 and f'WARMUP="{bad}"' in r.stderr,
+              f"WARMUP={bad} is a configuration error naming the variable and value (exit {r.returncode}: {r.stderr.strip()})")
+
+
+def run(port, model_dir, pid, spawned):
     deadline = time.time() + 10
     while True:
         try:
@@ -87,6 +159,19 @@ def run(port, model_dir):
     expect_error(port, "POST", "/embed", 503, "Unhealthy", "/embed while loading", body={"inputs": "x"})
     code, _, info = request(port, "GET", "/info")
     check(code == 200 and info["model"] == "toy", "/info answers while loading")
+    st = info["startup"]
+    # /proc's start time has 10 ms resolution, floored.
+    check(st["clock"] == "monotonic" and spawned[0] - 0.03 <= st["process_start"] <= spawned[1] + 0.03,
+          f"/info startup.process_start is the server's start on CLOCK_MONOTONIC "
+          f"({st['process_start']} within {spawned[0]:.3f}..{spawned[1]:.3f})")
+    check(st["process_start"] - 0.02 <= st["runtime_ready"] <= st["now"] and st["model_loaded"] is None
+          and st["warmed"] is None and info["warmup"] is True,
+          f"while loading: runtime_ready stamped, model_loaded and warmed null, warmup true ({st})")
+    code, ctype, m = metrics(port)
+    check(code == 200 and ctype == METRICS_CONTENT_TYPE and all(v == 0 for v in m.values()) and len(m) == 9 + 12,
+          f"/metrics answers {METRICS_CONTENT_TYPE}, every counter 0, while loading ({code} {ctype} {m})")
+    expect_error(port, "POST", "/metrics", 405, "MethodNotAllowed", "POST /metrics", body={})
+    expect_error(port, "DELETE", "/metrics", 405, "MethodNotAllowed", "DELETE /metrics")
 
     t0 = time.time()
     while request(port, "GET", "/health")[0] != 200:
@@ -96,6 +181,25 @@ def run(port, model_dir):
         time.sleep(0.05)
     check(request(port, "GET", "/health")[2] == {"status": "ok"}, "/health answers {\"status\": \"ok\"} once loaded")
 
+    tasks_before = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    before = time.monotonic()
+    code, _, info = request(port, "GET", "/info")
+    after = time.monotonic()
+    tasks_after = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    st = info["startup"]
+    check(st["process_start"] - 0.02 <= st["runtime_ready"] and st["runtime_ready"] + 1.5 <= st["model_loaded"]
+          and st["model_loaded"] <= st["warmed"] <= st["now"] and before <= st["now"] <= after,
+          f"startup stamps are ordered, LOAD_DELAY_MS=1500 lies between runtime_ready and model_loaded, "
+          f"now is the answer's time ({st}, asked at {before:.3f}..{after:.3f})")
+    threads = info["os_threads"]
+    check(isinstance(threads, list) and any(t["tid"] == pid for t in threads) and len(threads) >= 3
+          and all(isinstance(t["tid"], int) and isinstance(t["name"], str) and t["cpu_seconds"] >= 0 for t in threads)
+          and len({t["tid"] for t in threads}) == len(threads)
+          and tasks_before & tasks_after <= {t["tid"] for t in threads} <= tasks_before | tasks_after,
+          f"/info os_threads lists every thread of the server ({len(threads)} threads, "
+          f"{len(tasks_before)} in /proc/{pid}/task)")
+    _, _, m = metrics(port)
+    check(all(v == 0 for v in m.values()), "the warm-up inference is not counted in /metrics")
     code, _, info = request(port, "GET", "/info")
     check(info["framework"] == "onnxruntime" and info["framework_version"].startswith("1.21")
           and info["embedding_dim"] == 8 and info["max_seq_length"] == 16 and info["threads"] == 1
@@ -105,13 +209,33 @@ def run(port, model_dir):
     tok = Tokenizer.from_file(os.path.join(model_dir, "pytorch", "tokenizer.json"))
     tok.enable_truncation(16)
     table = np.load(os.path.join(model_dir, "table.npy"))
+    _, _, m_start = metrics(port)
 
     def expected(text):
         v = table[tok.encode(text).ids].sum(axis=0)
         return v / np.linalg.norm(v)
 
     texts = ["The quick brown fox.", "", "Über den Wolken " * 10]
+    _, _, m0 = metrics(port)
     code, headers, rows = request(port, "POST", "/embed", {"inputs": texts})
+    _, _, m1 = metrics(port)
+    d = delta(m1, m0)
+    n_tokens = sum(len(tok.encode(t).ids) for t in texts)
+    check(d["embbench_requests_total"] == 1 and d["embbench_inputs_total"] == 3
+          and d["embbench_tokens_total"] == n_tokens and d["embbench_batch_size_sum"] == 3
+          and d["embbench_batch_size_count"] == 1 and d['embbench_batch_size_bucket{le="2"}'] == 0
+          and all(d[f'embbench_batch_size_bucket{{le="{b}"}}'] == 1 for b in BUCKETS[2:]),
+          f"one /embed of 3 texts ({n_tokens} tokens after truncation) moves the counters and histogram: {d}")
+    phases = ["parse", "tokenize", "queue", "inference", "serialize"]
+    secs = {p: d[f"embbench_{p}_seconds_total"] for p in phases + ["request"]}
+    check(all(v >= 0 for v in secs.values()) and secs["inference"] > 0 and secs["tokenize"] > 0
+          and sum(secs[p] for p in phases) <= secs["request"] + 1e-9,
+          f"the phases are non-negative and add up to at most the request's time: {secs}")
+    header_s = {h: float(headers[h]) / 1000 for h in ("x-tokenization-time", "x-inference-time", "x-total-time")}
+    check(abs(header_s["x-tokenization-time"] - secs["tokenize"]) <= 1e-6
+          and abs(header_s["x-inference-time"] - (secs["queue"] + secs["inference"])) <= 1e-6
+          and abs(header_s["x-total-time"] - secs["request"]) <= 1e-6,
+          f"the timing headers are tokenize, queue + inference and request ({header_s} vs {secs})")
     check(code == 200 and headers.get("content-type", "").startswith("application/json"), f"/embed answers 200 JSON ({code})")
     check(all(h in headers for h in ("x-tokenization-time", "x-inference-time", "x-total-time")),
           "/embed sends x-tokenization-time, x-inference-time, x-total-time")
@@ -160,6 +284,15 @@ def run(port, model_dir):
     for t in threads:
         t.join()
     check(len(results) == 40 and all(results), "40 concurrent requests on 8 connections all answer the same rows")
+    # 200 answers since m_start: 3 texts, 1, 1 ("a"), 1 ("short"), then 40 × 3; errors are not counted.
+    _, _, m_end = metrics(port)
+    d = delta(m_end, m_start)
+    check(d["embbench_requests_total"] == 44 and d["embbench_inputs_total"] == 126
+          and d['embbench_batch_size_bucket{le="1"}'] == 3 and d['embbench_batch_size_bucket{le="4"}'] == 44
+          and d["embbench_batch_size_sum"] == 126,
+          f"only the 44 requests answered 200 are counted: {d}")
+    _, _, info = request(port, "GET", "/info")
+    check(sum(t["cpu_seconds"] for t in info["os_threads"]) > 0, "os_threads report the CPU time used")
     check(request(port, "GET", "/health")[0] == 200, "still healthy after every error")
 
 
