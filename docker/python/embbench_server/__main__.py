@@ -58,27 +58,30 @@ def main(argv: list[str] | None = None) -> int:
     app = EmbedServer(
         settings, spec, tokenizer, framework, lambda: backend_class(framework)(spec, settings), on_load_failure
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            server_header=False,
-            date_header=False,
-            backlog=4096,
-        )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+        backlog=4096,
     )
+    server = uvicorn.Server(config)
+    # Bound and listening before the app starts loading, so the startup stamp runtime_ready (taken
+    # in the loading thread) comes after the bind, and connections made meanwhile wait in the backlog.
+    sock = config.bind_socket()
+    sock.listen(config.backlog)
     log.info(
-        "%s on %s:%d, model %s, NUM_THREADS=%d MAX_BATCH=%d MAX_INFLIGHT=%d",
+        "%s on %s:%d, model %s, NUM_THREADS=%d MAX_BATCH=%d MAX_INFLIGHT=%d WARMUP=%d",
         framework, settings.host, settings.port, settings.model_dir,
-        settings.num_threads, settings.max_batch, settings.max_inflight,
+        settings.num_threads, settings.max_batch, settings.max_inflight, settings.warmup,
     )
-    server.run()
+    server.run(sockets=[sock])
     return 1 if failures else 0
 
 

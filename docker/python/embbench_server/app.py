@@ -1,9 +1,15 @@
 """The HTTP layer: a plain ASGI app implementing docker/CONTRACT.md over one Backend.
 
-No web framework: the contract is three routes, and every status code and header is ours to set.
+No web framework: the contract is four routes, and every status code and header is ours to set.
 Tokenization and inference run in thread pools (both libraries release the GIL), so the event
 loop only parses, validates and serialises; the inference pool has MAX_INFLIGHT threads, which is
 the cap on concurrent inferences, and further requests queue for a slot.
+
+Phases of an /embed request (the contract's /metrics table), all on time.perf_counter (CLOCK_MONOTONIC):
+body read -> parsed and validated (parse) -> padded batch back from the tokenize pool (tokenize)
+-> an inference thread starts the call (queue: the wait for one of the MAX_INFLIGHT threads,
+stamped in that thread) -> output back on the loop (inference) -> answer serialised (serialize).
+The phases tile the request phase.
 """
 
 from __future__ import annotations
@@ -24,11 +30,17 @@ import tokenizers
 from .backends.base import Backend
 from .config import ModelSpec, Settings
 from .cpus import affinity_cpuset
-from .text_tokenizer import TextTokenizer
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics, Phases
+from .procinfo import name_this_thread, os_threads, process_start_monotonic
+from .text_tokenizer import TextTokenizer, TokenBatch
 
 log = logging.getLogger("embbench_server")
 
-ROUTES: dict[str, tuple[str, ...]] = {"/embed": ("POST",), "/health": ("GET",), "/info": ("GET",)}
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/embed": ("POST",), "/health": ("GET",), "/info": ("GET",), "/metrics": ("GET",),
+}
+STARTUP_STAGES = ("process_start", "runtime_ready", "model_loaded", "warmed")
 WARMUP_TEXT = "warm-up"
 
 
@@ -105,8 +117,8 @@ def _error_body(message: str, error_type: str) -> bytes:
 
 
 class EmbedServer:
-    """The ASGI application. Loading starts at lifespan startup in a thread, after which the
-    server binds, so /health answers 503 while the model loads."""
+    """The ASGI application. Loading starts at lifespan startup in a thread; the port is bound
+    before (__main__ binds it before running uvicorn), so /health answers 503 while the model loads."""
 
     def __init__(
         self,
@@ -117,8 +129,9 @@ class EmbedServer:
         make_backend: Callable[[], Backend],
         on_load_failure: Callable[[BaseException], None] | None = None,
     ):
-        """`make_backend` runs in the loading thread: importing a framework (torch takes seconds)
-        is part of loading, after the port is bound."""
+        """`make_backend` runs in the loading thread and imports the framework (torch takes
+        seconds) without reading the model; backend.load() then reads it. The startup stamp
+        runtime_ready falls between the two."""
         self.settings = settings
         self.spec = spec
         self.tokenizer = tokenizer
@@ -130,9 +143,18 @@ class EmbedServer:
         self.load_error = ""
         self.load_ms: float | None = None
         self._build: dict[str, Any] = {}
-        self._tokenize_pool = ThreadPoolExecutor(settings.max_inflight, thread_name_prefix="tokenize")
-        self._infer_pool = ThreadPoolExecutor(settings.max_inflight, thread_name_prefix="infer")
+        self._framework_version: str | None = None
+        self._tokenize_pool = ThreadPoolExecutor(
+            settings.max_inflight, thread_name_prefix="tokenize", initializer=name_this_thread, initargs=("tokenize",)
+        )
+        self._infer_pool = ThreadPoolExecutor(
+            settings.max_inflight, thread_name_prefix="infer", initializer=name_this_thread, initargs=("infer",)
+        )
         self._loader: threading.Thread | None = None
+        self.metrics = Metrics()
+        # CLOCK_MONOTONIC seconds; None until the stage is reached.
+        self.startup: dict[str, float | None] = dict.fromkeys(STARTUP_STAGES)
+        self.startup["process_start"] = process_start_monotonic()
 
     # ----- loading
 
@@ -141,24 +163,34 @@ class EmbedServer:
         self._loader.start()
 
     def _load(self) -> None:
+        # Not named: the framework's own threads, started from here, would inherit the name.
         try:
+            started = time.monotonic()
+            backend = self.make_backend()  # imports the framework
+            backend.init_runtime()
+            self._framework_version = backend.framework_version()
+            runtime_ready = self.startup["runtime_ready"] = time.monotonic()
+            # After runtime_ready, so the delay counts as model load (the contract's LOAD_DELAY_MS).
             if self.settings.load_delay_ms:
                 time.sleep(self.settings.load_delay_ms / 1000)
-            started = time.perf_counter()
-            backend = self.make_backend()
+            loading = time.monotonic()
             backend.load()
-            loaded = time.perf_counter()
-            warm = backend.embed(self.tokenizer.encode([WARMUP_TEXT]))
-            if warm.shape != (1, self.spec.embedding_dim):
-                raise RuntimeError(
-                    f"warm-up embedding has shape {warm.shape}: expected (1, {self.spec.embedding_dim}) "
-                    "from embbench_model.json's embedding_dim"
-                )
+            loaded = self.startup["model_loaded"] = time.monotonic()
+            if self.settings.warmup:
+                warm = backend.embed(self.tokenizer.encode([WARMUP_TEXT]))
+                if warm.shape != (1, self.spec.embedding_dim):
+                    raise RuntimeError(
+                        f"warm-up embedding has shape {warm.shape}: expected (1, {self.spec.embedding_dim}) "
+                        "from embbench_model.json's embedding_dim"
+                    )
+                self.startup["warmed"] = time.monotonic()
             self._build = backend.build_info()
-            self.load_ms = (loaded - started) * 1000
+            # The framework import and the model read; LOAD_DELAY_MS left out.
+            self.load_ms = ((runtime_ready - started) + (loaded - loading)) * 1000
             log.warning(
-                "model %r loaded by %s in %.0f ms (framework import included), warm-up %.0f ms",
-                self.spec.name, self.framework, self.load_ms, (time.perf_counter() - loaded) * 1000,
+                "model %r loaded by %s in %.0f ms (framework import %.0f ms included), warm-up %s",
+                self.spec.name, self.framework, self.load_ms, (runtime_ready - started) * 1000,
+                f"{(self.startup['warmed'] - loaded) * 1000:.0f} ms" if self.settings.warmup else "skipped (WARMUP=0)",
             )
             self.backend = backend
             self.state = "ready"
@@ -214,6 +246,7 @@ class EmbedServer:
 
     async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
         body = await self._read_body(receive)
+        body_read = time.perf_counter()  # the request and parse phases start here
         path, method = scope["path"], scope["method"]
         allowed = ROUTES.get(path)
         try:
@@ -224,9 +257,11 @@ class EmbedServer:
                     405, "MethodNotAllowed", f"{method} is not allowed on {path}: use {' or '.join(allowed)}"
                 )
             if path == "/embed":
-                await self._embed(scope, body, send)
+                await self._embed(scope, body, body_read, send)
             elif path == "/health":
                 await self._health(send)
+            elif path == "/metrics":
+                await _send(send, 200, self.metrics.render(), METRICS_CONTENT_TYPE)
             else:
                 await _send_json(send, 200, orjson.dumps(self.info()))
         except RequestError as e:
@@ -253,7 +288,7 @@ class EmbedServer:
         return {
             "framework": self.framework,
             # Known once the framework is imported, which is part of loading.
-            "framework_version": self.backend.framework_version() if self.backend is not None else None,
+            "framework_version": self._framework_version,
             "model": self.spec.name,
             "embedding_dim": self.spec.embedding_dim,
             "max_seq_length": self.spec.max_seq_length,
@@ -263,9 +298,12 @@ class EmbedServer:
             "max_batch": self.settings.max_batch,
             "max_inflight": self.settings.max_inflight,
             "build": build,
+            "warmup": self.settings.warmup,
+            "startup": {"clock": "monotonic", **self.startup, "now": time.monotonic()},
+            "os_threads": os_threads(),
         }
 
-    async def _embed(self, scope: dict, body: bytes | None, send: Callable) -> None:
+    async def _embed(self, scope: dict, body: bytes | None, body_read: float, send: Callable) -> None:
         if self.state != "ready":
             await self._health(send)  # raises the 503 that says why
             return
@@ -278,9 +316,11 @@ class EmbedServer:
             raise RequestError(
                 413, "PayloadTooLarge", f"request body is over MAX_BODY_BYTES ({self.settings.max_body_bytes} bytes)"
             )
-        started = time.perf_counter()
         texts, truncate = parse_embed_request(body, self.settings.max_batch)
+        parsed = time.perf_counter()
         loop = asyncio.get_running_loop()
+        # Handing the texts to the tokenize pool is calling the tokenizer: a wait for a free tokenize
+        # thread counts as tokenizing, so the phases tile the request with no gap.
         batch = await loop.run_in_executor(self._tokenize_pool, self.tokenizer.encode, texts)
         tokenized = time.perf_counter()
         if not truncate and any(batch.truncated):
@@ -292,28 +332,43 @@ class EmbedServer:
         backend = self.backend
         assert backend is not None  # state is "ready"
         try:
-            embeddings = await loop.run_in_executor(self._infer_pool, backend.embed, batch)
+            slot, embeddings = await loop.run_in_executor(self._infer_pool, _infer, backend, batch)
+            inferred = time.perf_counter()
             expected = (len(texts), self.spec.embedding_dim)
             if embeddings.shape != expected:
                 raise RuntimeError(f"backend returned shape {embeddings.shape}: expected {expected}")
         except Exception as e:
             log.error("inference failed: %s", traceback.format_exc())
             raise RequestError(500, "Backend", f"inference failed: {type(e).__name__}: {e}") from None
-        inferred = time.perf_counter()
         answer = orjson.dumps(
             np.ascontiguousarray(embeddings, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY
         )
         finished = time.perf_counter()
+        phases = Phases(
+            request=finished - body_read,
+            parse=parsed - body_read,
+            tokenize=tokenized - parsed,
+            queue=slot - tokenized,
+            inference=inferred - slot,
+            serialize=finished - inferred,
+        )
+        self.metrics.observe(len(texts), int(batch.attention_mask.sum()), phases)
         await _send_json(
             send,
             200,
             answer,
             [
-                (b"x-tokenization-time", _ms(tokenized - started)),
-                (b"x-inference-time", _ms(inferred - tokenized)),
-                (b"x-total-time", _ms(finished - started)),
+                (b"x-tokenization-time", _ms(phases.tokenize)),
+                (b"x-inference-time", _ms(phases.queue + phases.inference)),
+                (b"x-total-time", _ms(phases.request)),
             ],
         )
+
+
+def _infer(backend: Backend, batch: TokenBatch) -> tuple[float, Any]:
+    """Runs in the inference pool: starting to run is holding one of the MAX_INFLIGHT slots, which
+    ends the queue phase."""
+    return time.perf_counter(), backend.embed(batch)
 
 
 def _ms(seconds: float) -> bytes:
@@ -328,6 +383,12 @@ def _header(scope: dict, name: bytes) -> bytes | None:
 
 
 async def _send_json(send: Callable, status: int, body: bytes, extra: list[tuple[bytes, bytes]] = ()) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    await _send(send, status, body, b"application/json", extra)
+
+
+async def _send(
+    send: Callable, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]] = ()
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -27,6 +27,7 @@ class Settings:
     max_inflight: int
     max_body_bytes: int
     load_delay_ms: int
+    warmup: bool = True
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int) -> int:
@@ -44,6 +45,17 @@ def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int) -
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A 0/1 switch: anything else is a configuration error rather than a guess."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip()
+    if value not in ("0", "1"):
+        raise ConfigError(f"{name} must be 0 or 1: got {raw!r}")
+    return value == "1"
+
+
 def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
     """Reads the contract's variables; NUM_THREADS is required because no pool is sized from the host."""
     model_dir = env.get("MODEL_DIR", "").strip()
@@ -58,6 +70,7 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
         max_inflight=_int(env, "MAX_INFLIGHT", 1, 1),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 2 * 1024 * 1024, 1),
         load_delay_ms=_int(env, "LOAD_DELAY_MS", 0, 0),
+        warmup=_flag(env, "WARMUP", True),
     )
 
 

@@ -66,12 +66,16 @@ class FakeBackend(Backend):
         self.load_gate = load_gate
         self.fail_load = fail_load
         self.calls: list[tuple[int, int]] = []
+        self.runtime_initialised_at: float | None = None
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
 
     def framework_version(self) -> str:
         return "0.0-test"
+
+    def init_runtime(self) -> None:
+        self.runtime_initialised_at = time.monotonic()
 
     def load(self) -> None:
         if self.load_gate is not None:
@@ -124,6 +128,8 @@ class LiveServer:
     app: EmbedServer
     backend: FakeBackend
     failures: list[BaseException] = field(default_factory=list)
+    #: time.monotonic() when make_backend (the "framework import") returned
+    made_at: list[float] = field(default_factory=list)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 content_type: str | None = "application/json", headers: dict | None = None) -> Response:
@@ -156,15 +162,25 @@ def start_server(tmp_path) -> Callable[..., LiveServer]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(*, max_inflight: int = 1, max_batch: int = 4, max_body_bytes: int = 4096,
-              load_gate: threading.Event | None = None, fail_load: bool = False, wait: bool = True) -> LiveServer:
+              load_gate: threading.Event | None = None, fail_load: bool = False, wait: bool = True,
+              warmup: bool = True, load_delay_ms: int = 0, import_seconds: float = 0) -> LiveServer:
         model_dir = write_model_dir(tmp_path / f"model{len(servers)}")
         settings = Settings(model_dir=model_dir, host="127.0.0.1", port=0, num_threads=1, max_batch=max_batch,
-                            max_inflight=max_inflight, max_body_bytes=max_body_bytes, load_delay_ms=0)
+                            max_inflight=max_inflight, max_body_bytes=max_body_bytes, load_delay_ms=load_delay_ms,
+                            warmup=warmup)
         spec = load_model_spec(model_dir)
         backend = FakeBackend(spec, settings, load_gate, fail_load)
         failures: list[BaseException] = []
+        made_at: list[float] = []
+
+        def make_backend() -> FakeBackend:
+            # Stands for the framework import the real make_backend does.
+            time.sleep(import_seconds)
+            made_at.append(time.monotonic())
+            return backend
+
         app = EmbedServer(settings, spec, TextTokenizer(model_dir / "pytorch", spec.max_seq_length), "fake",
-                          lambda: backend, failures.append)
+                          make_backend, failures.append)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",
@@ -172,7 +188,7 @@ def start_server(tmp_path) -> Callable[..., LiveServer]:
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         servers.append((server, thread))
-        live = LiveServer(sock.getsockname()[1], app, backend, failures)
+        live = LiveServer(sock.getsockname()[1], app, backend, failures, made_at)
         deadline = time.monotonic() + 10
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -83,3 +83,64 @@ def test_tokenizer_without_a_pad_token_is_a_config_error(tmp_path):
 )
 def test_format_cpuset(cpus, expected):
     assert format_cpuset(cpus) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, True), ("", True), ("1", True), ("0", False), (" 0 ", False)])
+def test_warmup_is_a_0_or_1_switch_defaulting_to_1(raw, expected):
+    env = {"MODEL_DIR": "/m", "NUM_THREADS": "1"}
+    if raw is not None:
+        env["WARMUP"] = raw
+    assert settings_from_env(env).warmup is expected
+
+
+@pytest.mark.parametrize("raw", ["x", "true", "2", "-1", "yes"])
+def test_malformed_warmup_is_a_config_error_naming_it(raw):
+    with pytest.raises(ConfigError, match=f"WARMUP must be 0 or 1: got '{raw}'"):
+        settings_from_env({"MODEL_DIR": "/m", "NUM_THREADS": "1", "WARMUP": raw})
+
+
+def test_malformed_warmup_exits_2_before_anything_loads():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "MODEL_DIR": "/nonexistent", "NUM_THREADS": "1", "WARMUP": "x", "EMBBENCH_BACKEND": "onnxruntime"}
+    done = subprocess.run([sys.executable, "-m", "embbench_server"], cwd=Path(__file__).resolve().parents[1],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "WARMUP must be 0 or 1: got 'x'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "framework"),
+    [("torch_backend", "torch"), ("onnxruntime_backend", "onnxruntime"), ("openvino_backend", "openvino")],
+)
+def test_backend_modules_import_their_framework_and_nothing_of_the_model_at_the_top(module, framework):
+    """runtime_ready is stamped once make_backend has imported the backend's module: the framework
+    must be imported there, and a model library (transformers) only in load()."""
+    import ast
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "embbench_server" / "backends" / f"{module}.py"
+    top: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            top |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            top.add(node.module.split(".")[0])
+    assert framework in top
+    assert "transformers" not in top
+
+
+def test_backend_class_imports_the_framework():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from embbench_server.backends import backend_class; "
+            "assert 'onnxruntime' not in sys.modules; backend_class('onnxruntime'); "
+            "assert 'onnxruntime' in sys.modules; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr

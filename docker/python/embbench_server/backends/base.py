@@ -14,7 +14,12 @@ from ..text_tokenizer import TokenBatch
 class Backend(ABC):
     """One inference framework. The server tokenizes (so every backend sees the same ids and the
     tokenization time is measured apart) and calls embed() from up to MAX_INFLIGHT threads at once,
-    so embed() must be thread-safe."""
+    so embed() must be thread-safe.
+
+    A backend's module imports its framework at the top, so importing the module and constructing
+    the backend (the server's make_backend) imports the runtime, init_runtime() sets it up, and
+    load() reads the model: /info's startup stamp runtime_ready falls between init_runtime() and load().
+    Nothing else heavy (a model library such as transformers) may be imported before load()."""
 
     #: the framework's name in /info, also the image folder's name
     framework: str = ""
@@ -25,6 +30,9 @@ class Backend(ABC):
 
     @abstractmethod
     def framework_version(self) -> str: ...
+
+    def init_runtime(self) -> None:
+        """Sets up the imported runtime (thread pools, the plugin core) without reading the model."""
 
     @abstractmethod
     def load(self) -> None:

@@ -33,6 +33,9 @@ class OpenVinoBackend(Backend):
     def framework_version(self) -> str:
         return ov.get_version()
 
+    def init_runtime(self) -> None:
+        self.core = ov.Core()
+
     def load(self) -> None:
         hint = os.environ.get("OV_HINT", "LATENCY").strip().upper() or "LATENCY"
         if hint not in HINTS:
@@ -51,7 +54,6 @@ class OpenVinoBackend(Backend):
             if pinning not in ("true", "false"):
                 raise ConfigError(f"OV_CPU_PINNING must be true or false: got {pinning!r}")
             config[hints.enable_cpu_pinning] = pinning == "true"
-        self.core = ov.Core()
         model = self.core.read_model(str(path))
         inputs = {i.get_any_name() for i in model.inputs}
         if not {"input_ids", "attention_mask"} <= inputs or inputs - {"input_ids", "attention_mask", "token_type_ids"}:

@@ -3,6 +3,9 @@ embbench_model.json says, L2-normalised.
 
 Tuned per PyTorch's CPU performance guide: inference_mode, set_num_threads(NUM_THREADS), one
 inter-op thread. torch pins no threads itself, so a cpuset cannot make pinning fail.
+
+torch is the runtime (imported with this module, threads set in init_runtime); transformers is
+the model's code, imported in load() with the model, so runtime_ready marks torch alone.
 """
 
 from __future__ import annotations
@@ -13,15 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
-from transformers import AutoModel
 
 from ..config import ConfigError
 from ..text_tokenizer import TokenBatch
 from .base import Backend
-
-# The unused pooler weights of BERT-style checkpoints are expected here, not worth a warning.
-transformers.logging.set_verbosity_error()
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -65,10 +63,18 @@ class TorchBackend(Backend):
     def framework_version(self) -> str:
         return torch.__version__
 
-    def load(self) -> None:
+    def init_runtime(self) -> None:
         torch.set_num_threads(self.settings.num_threads)
-        # Must precede any inter-op parallel work, which is why it happens first in load().
+        # Must precede any inter-op parallel work, which is why it happens before the model loads.
         torch.set_num_interop_threads(1)
+
+    def load(self) -> None:
+        import transformers
+        from transformers import AutoModel
+
+        # The unused pooler weights of BERT-style checkpoints are expected here, not worth a warning.
+        transformers.logging.set_verbosity_error()
+        self.transformers_version = transformers.__version__
         path = self.settings.model_dir / "pytorch"
         if not (path / "config.json").is_file():
             raise ConfigError(f"{path / 'config.json'} is missing: run `embbench convert` for this model")
@@ -89,7 +95,7 @@ class TorchBackend(Backend):
 
     def build_info(self) -> dict[str, Any]:
         return {
-            "transformers": transformers.__version__,
+            "transformers": self.transformers_version,
             # None for a CPU-only wheel; PyPI's default wheel is built for CUDA but runs here on CPU.
             "cuda_build": torch.version.cuda,
             "wheel_index": os.environ.get("TORCH_INDEX_URL") or "pypi",
