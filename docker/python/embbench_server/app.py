@@ -7,9 +7,9 @@ the cap on concurrent inferences, and further requests queue for a slot.
 
 Phases of an /embed request (the contract's /metrics table), all on time.perf_counter (CLOCK_MONOTONIC):
 body read -> parsed and validated (parse) -> padded batch back from the tokenize pool (tokenize)
--> an inference thread starts the call (queue: the wait for one of the MAX_INFLIGHT threads,
-stamped in that thread) -> output back on the loop (inference) -> answer serialised (serialize).
-The phases tile the request phase.
+-> an inference thread starts the call (queue: the wait for one of the MAX_INFLIGHT threads)
+-> the backend's call returns in that thread (inference) -> answer serialised on the loop
+(serialize, which so includes the hop back to the loop). The phases tile the request phase.
 """
 
 from __future__ import annotations
@@ -332,8 +332,7 @@ class EmbedServer:
         backend = self.backend
         assert backend is not None  # state is "ready"
         try:
-            slot, embeddings = await loop.run_in_executor(self._infer_pool, _infer, backend, batch)
-            inferred = time.perf_counter()
+            slot, embeddings, inferred = await loop.run_in_executor(self._infer_pool, _infer, backend, batch)
             expected = (len(texts), self.spec.embedding_dim)
             if embeddings.shape != expected:
                 raise RuntimeError(f"backend returned shape {embeddings.shape}: expected {expected}")
@@ -365,10 +364,12 @@ class EmbedServer:
         )
 
 
-def _infer(backend: Backend, batch: TokenBatch) -> tuple[float, Any]:
-    """Runs in the inference pool: starting to run is holding one of the MAX_INFLIGHT slots, which
-    ends the queue phase."""
-    return time.perf_counter(), backend.embed(batch)
+def _infer(backend: Backend, batch: TokenBatch) -> tuple[float, Any, float]:
+    """Runs in the inference pool: (start, output, end). Starting to run is holding one of the
+    MAX_INFLIGHT slots, which ends the queue phase; the backend's call returning ends inference."""
+    slot = time.perf_counter()
+    output = backend.embed(batch)
+    return slot, output, time.perf_counter()
 
 
 def _ms(seconds: float) -> bytes:
