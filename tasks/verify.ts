@@ -4,16 +4,21 @@
  */
 import { join } from "node:path";
 import { applyQuick, type BenchmarkConfig, loadConfig, parseMemory } from "../lib/config/config.ts";
-import { type ConformanceCheck, runConformance } from "../lib/server/conformance.ts";
+import {
+  checkNoWarmup,
+  type ConformanceCheck,
+  NO_WARMUP_CHECK,
+  runConformance,
+} from "../lib/server/conformance.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
-import { readTopology, resolveCpus } from "../lib/config/cpuset.ts";
+import { parseCpuset, readTopology, resolveCpus, threadsFor } from "../lib/config/cpuset.ts";
 import { type ContainerEngine, DockerEngine } from "../lib/engine/docker.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
 import { latestImage } from "../lib/frameworks.ts";
 import { sha256Hex } from "../lib/fs.ts";
 import { log, output } from "../lib/log.ts";
 import { writeJsonAtomic } from "../lib/results/results.ts";
-import { cpusetSize, startServer } from "../lib/server/server.ts";
+import { type RunningServer, type ServerOptions, startServer } from "../lib/server/server.ts";
 
 /** results/verify/<framework>__<model>.json. */
 export interface VerifyRecord {
@@ -61,8 +66,9 @@ export async function verifyOne(o: {
     );
   }
   const checks: ConformanceCheck[] = [];
-  log.info(`verify ${o.framework} with ${o.model}: starting ${image}`);
-  const s = await startServer(o.engine, {
+  // NUM_THREADS as `run` sets it: one per physical core of the cpuset, or per logical CPU.
+  const threads = threadsFor(parseCpuset(o.serverCpus), o.config.container.threads, readTopology());
+  const serverOptions: ServerOptions = {
     framework: o.framework,
     image,
     modelDir,
@@ -72,8 +78,10 @@ export async function verifyOne(o: {
     maxInflight: o.config.container.max_inflight,
     healthTimeoutS: o.config.container.health_timeout_s,
     runId: `verify-${o.framework}-${o.model}`,
-    env: { LOAD_DELAY_MS: "1500" },
-  });
+    threads,
+  };
+  log.info(`verify ${o.framework} with ${o.model}: starting ${image} (NUM_THREADS=${threads})`);
+  const s = await startServer(o.engine, { ...serverOptions, env: { LOAD_DELAY_MS: "1500" } });
   try {
     checks.push({
       name: "health answers 503 while loading, then 200",
@@ -88,13 +96,14 @@ export async function verifyOne(o: {
         modelDir,
         maxBatch: o.config.container.max_batch,
         maxBodyBytes: 2 * 1024 * 1024,
-        threads: cpusetSize(o.serverCpus),
+        threads,
         maxInflight: o.config.container.max_inflight,
       }),
     );
   } finally {
     await o.engine.remove(s.containerId);
   }
+  checks.push(await verifyNoWarmup(o.engine, serverOptions, modelDir));
   const record: VerifyRecord = {
     framework: o.framework,
     model: o.model,
@@ -115,6 +124,44 @@ export async function verifyOne(o: {
     }/${checks.length} checks)`,
   );
   return record;
+}
+
+/**
+ * Starts the image a second time with WARMUP=0: /info must say no warm-up ran (`warmup` false,
+ * `startup.warmed` null) and the first request the server ever serves must answer 200, as the cold
+ * starts `run` measures need. A server that does not come up is a failed check.
+ */
+async function verifyNoWarmup(
+  engine: ContainerEngine,
+  options: ServerOptions,
+  modelDir: string,
+): Promise<ConformanceCheck> {
+  let body: string;
+  try {
+    const ref = JSON.parse(await Deno.readTextFile(join(modelDir, "reference", "embeddings.json")));
+    body = JSON.stringify({ inputs: [ref.texts[0] ?? "warm-up"] });
+  } catch {
+    body = JSON.stringify({ inputs: ["warm-up"] });
+  }
+  let started: RunningServer;
+  try {
+    started = await startServer(engine, {
+      ...options,
+      runId: `${options.runId}-nowarmup`,
+      env: { WARMUP: "0" },
+    });
+  } catch (e) {
+    return {
+      name: NO_WARMUP_CHECK,
+      ok: false,
+      detail: `the server did not become healthy with WARMUP=0: ${e instanceof Error ? e.message : e}`,
+    };
+  }
+  try {
+    return await checkNoWarmup(started.baseUrl, body);
+  } finally {
+    await engine.remove(started.containerId);
+  }
 }
 
 /**

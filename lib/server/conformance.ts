@@ -11,6 +11,9 @@
  * ```
  */
 
+import { parseCpuset } from "../config/cpuset.ts";
+import { metricsDelta, type MetricsReading, parsePrometheus, PHASES, phaseTimes } from "./metrics.ts";
+
 /** One check's outcome; `detail` says what was measured or what was wrong. */
 export interface ConformanceCheck {
   name: string;
@@ -35,6 +38,10 @@ export interface ConformanceOptions {
   maxInflight?: number;
   /** Time limit of one request, ms; inference of the longest texts on one core can be slow. */
   requestTimeoutMs?: number;
+  /** /info's `warmup` must equal it (default true: the server was started without WARMUP=0). */
+  warmup?: boolean;
+  /** How long the busy-threads check loads the server, ms (default BUSY_LOAD_MS). */
+  busyLoadMs?: number;
 }
 
 /** Least cosine similarity to the PyTorch reference, per row. */
@@ -48,6 +55,29 @@ export const SINGLE_VS_LIST_MAX_DIFF = 1e-6;
  * coordinate; an answer closer than this to another text's row was not computed from its own text.
  */
 export const DIFFERENT_TEXTS_MIN_DIFF = 1e-3;
+
+/** The busy-threads check loads the server this long, ms, with this many requests in flight. */
+export const BUSY_LOAD_MS = 2000;
+export const BUSY_LOAD_CONCURRENCY = 4;
+/** A thread whose CPU time grew by at least this share of the wall time under load is busy. */
+export const BUSY_SHARE = 0.5;
+/** Threads above this share under load are reported as active (no verdict). */
+export const ACTIVE_SHARE = 0.1;
+
+/** Every sample docker/CONTRACT.md's /metrics has, the batch-size buckets apart. */
+export const METRIC_NAMES = [
+  "embbench_requests_total",
+  "embbench_inputs_total",
+  "embbench_tokens_total",
+  "embbench_request_seconds_total",
+  ...PHASES.map((p) => `embbench_${p}_seconds_total`),
+  "embbench_batch_size_sum",
+  "embbench_batch_size_count",
+] as const;
+/** The upper bounds (`le`) of the batch-size histogram's buckets. */
+export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, Infinity] as const;
+/** Float sums of phase times may exceed their whole by rounding; this much is not a contradiction, s. */
+const PHASE_SUM_SLACK_S = 1e-3;
 
 const TIMING_HEADERS = ["x-tokenization-time", "x-inference-time", "x-total-time"] as const;
 
@@ -464,6 +494,8 @@ interface ModelFacts {
   /** Distinct non-empty texts for the checks that compare rows, and the file they came from. */
   sampleTexts: string[];
   sampleSource: string;
+  /** The texts of the longest payloads (else the longest reference text): the busy-threads load. */
+  longTexts: string[];
 }
 
 /**
@@ -491,6 +523,28 @@ async function readSampleTexts(modelDir: string, referenceTexts: string[]): Prom
     }
   } catch { /* no payloads: the reference texts will do */ }
   return [distinct(referenceTexts), "reference/embeddings.json"];
+}
+
+/**
+ * The texts of the longest payloads (payloads/index.json): the heaviest requests the benchmark sends.
+ * Without payloads, the longest reference text.
+ */
+async function readLongTexts(modelDir: string, referenceTexts: string[]): Promise<string[]> {
+  try {
+    const index = JSON.parse(await Deno.readTextFile(`${modelDir}/payloads/index.json`));
+    const entries = (isRecord(index) && Array.isArray(index.payloads) ? index.payloads : [])
+      .filter((e: unknown) => isRecord(e) && typeof e.file === "string" && Number.isInteger(e.seq_len));
+    const longest = Math.max(...entries.map((e: Record<string, number>) => e.seq_len!));
+    const texts = new Set<string>();
+    for (const e of entries.filter((e: Record<string, unknown>) => e.seq_len === longest)) {
+      const body = JSON.parse(await Deno.readTextFile(`${modelDir}/payloads/${e.file}`));
+      if (isRecord(body) && Array.isArray(body.inputs)) {
+        for (const t of body.inputs) if (typeof t === "string" && t !== "") texts.add(t);
+      }
+    }
+    if (texts.size > 0) return [...texts];
+  } catch { /* no payloads: the reference texts will do */ }
+  return [referenceTexts.reduce((a, b) => (b.length > a.length ? b : a), "")];
 }
 
 async function readModelFacts(modelDir: string): Promise<ModelFacts> {
@@ -523,6 +577,468 @@ async function readModelFacts(modelDir: string): Promise<ModelFacts> {
     embeddings: ref.embeddings,
     sampleTexts,
     sampleSource,
+    longTexts: await readLongTexts(modelDir, ref.texts),
+  };
+}
+
+/** A GET or POST with a time limit: the answer, or why there is none. */
+async function request(
+  baseUrl: string,
+  method: string,
+  path: string,
+  body: string | undefined,
+  timeoutMs: number,
+): Promise<Answer | string> {
+  try {
+    const r = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    return { status: r.status, headers: r.headers, body: await r.text() };
+  } catch (e) {
+    const cause = e instanceof Error && e.cause ? ` (${e.cause})` : "";
+    return `${method} ${path} failed: ${e instanceof Error ? e.message : e}${cause}`;
+  }
+}
+
+/** GET /info as a JSON object, or why it is not one. */
+export async function readInfo(
+  baseUrl: string,
+  timeoutMs = 30_000,
+): Promise<Record<string, unknown> | string> {
+  const answer = await request(baseUrl, "GET", "/info", undefined, timeoutMs);
+  if (typeof answer === "string") return answer;
+  if (answer.status !== 200) return `GET /info answered ${answer.status}: ${describe(answer.body)}`;
+  try {
+    const parsed = JSON.parse(answer.body);
+    return isRecord(parsed) ? parsed : `GET /info is not a JSON object: ${describe(answer.body)}`;
+  } catch {
+    return `GET /info is not JSON: ${describe(answer.body)}`;
+  }
+}
+
+/** /info's `startup` stamps in the order a start reaches them. */
+const STAMP_ORDER = ["process_start", "runtime_ready", "model_loaded", "warmed", "now"] as const;
+
+/**
+ * Why /info's `warmup` and `startup` are not what docker/CONTRACT.md says of a healthy server started
+ * with (`warmup` true) or without (WARMUP=0) the warm-up; empty when they are.
+ */
+export function startupProblems(info: Record<string, unknown>, warmup: boolean): string[] {
+  const problems: string[] = [];
+  if (info.warmup !== warmup) {
+    problems.push(
+      `warmup is ${JSON.stringify(info.warmup)}: expected ${warmup}${
+        warmup ? "" : " (started with WARMUP=0)"
+      }`,
+    );
+  }
+  const startup = info.startup;
+  if (!isRecord(startup)) {
+    problems.push(`startup is ${describe(startup ?? null)}: expected an object of CLOCK_MONOTONIC stamps`);
+    return problems;
+  }
+  if (startup.clock !== "monotonic") {
+    problems.push(`startup.clock is ${JSON.stringify(startup.clock)}: expected "monotonic"`);
+  }
+  const stamps: [string, number][] = [];
+  for (const stage of STAMP_ORDER) {
+    const value = startup[stage];
+    if (stage === "warmed" && !warmup) {
+      if (value !== null) {
+        problems.push(`startup.warmed is ${JSON.stringify(value)}: expected null with WARMUP=0`);
+      }
+    } else if (typeof value !== "number" || !Number.isFinite(value)) {
+      problems.push(
+        `startup.${stage} is ${JSON.stringify(value ?? null)}: expected seconds (the server is healthy, so ` +
+          `it has reached every stage)`,
+      );
+    } else stamps.push([stage, value]);
+  }
+  for (let i = 1; i < stamps.length; i++) {
+    const [before, a] = stamps[i - 1]!;
+    const [after, b] = stamps[i]!;
+    if (b < a) problems.push(`startup.${after} ${b} is earlier than startup.${before} ${a}`);
+  }
+  return problems;
+}
+
+/** Stamps reached, in ms after process_start: "runtime_ready +870 ms, ...". */
+function describeStartup(startup: Record<string, unknown>): string {
+  const start = startup.process_start as number;
+  return STAMP_ORDER.slice(1)
+    .filter((k) => typeof startup[k] === "number")
+    .map((k) => `${k} +${(((startup[k] as number) - start) * 1000).toFixed(0)} ms`)
+    .join(", ") + " after process_start";
+}
+
+/** One entry of /info's `os_threads`. */
+export interface OsThread {
+  tid: number;
+  name: string;
+  cpuSeconds: number;
+}
+
+/** /info's `os_threads`, or why it is not a non-empty list of {tid, name, cpu_seconds}. */
+export function parseOsThreads(value: unknown): OsThread[] | string {
+  if (!Array.isArray(value) || value.length === 0) {
+    return `os_threads is ${describe(value ?? null)}: expected a non-empty list of {tid, name, cpu_seconds}`;
+  }
+  const threads: OsThread[] = [];
+  const seen = new Set<number>();
+  for (const [i, t] of value.entries()) {
+    if (
+      !isRecord(t) || !Number.isInteger(t.tid) || (t.tid as number) < 1 || typeof t.name !== "string" ||
+      typeof t.cpu_seconds !== "number" || !Number.isFinite(t.cpu_seconds) || t.cpu_seconds < 0
+    ) {
+      return `os_threads[${i}] is ${
+        describe(t)
+      }: expected {tid: integer >= 1, name: string, cpu_seconds: >= 0}`;
+    }
+    if (seen.has(t.tid as number)) return `os_threads lists thread ${t.tid} twice`;
+    seen.add(t.tid as number);
+    threads.push({ tid: t.tid as number, name: t.name, cpuSeconds: t.cpu_seconds });
+  }
+  return threads;
+}
+
+/** Why a /metrics Content-Type is not the Prometheus text format 0.0.4, or "" when it is. */
+function metricsContentTypeProblem(contentType: string): string {
+  const [type, ...params] = contentType.split(";").map((p) => p.trim().toLowerCase());
+  return type === "text/plain" && params.includes("version=0.0.4")
+    ? ""
+    : `Content-Type ${JSON.stringify(contentType)}: expected "text/plain; version=0.0.4"`;
+}
+
+/** The batch-size histogram's buckets by upper bound (`le`), as cumulative counts. */
+function batchSizeBuckets(reading: MetricsReading): Map<number, number> {
+  const buckets = new Map<number, number>();
+  for (const [key, value] of Object.entries(reading)) {
+    const m = /^embbench_batch_size_bucket\{.*\ble="([^"]*)".*\}$/.exec(key);
+    if (!m) continue;
+    const le = m[1] === "+Inf" ? Infinity : Number(m[1]);
+    if (!Number.isNaN(le)) buckets.set(le, value);
+  }
+  return buckets;
+}
+
+/** GET /metrics parsed, with its Content-Type; or why it cannot be read. */
+async function readMetricsAnswer(
+  baseUrl: string,
+  timeoutMs: number,
+): Promise<{ reading: MetricsReading; contentType: string } | string> {
+  const answer = await request(baseUrl, "GET", "/metrics", undefined, timeoutMs);
+  if (typeof answer === "string") return answer;
+  if (answer.status !== 200) return `GET /metrics answered ${answer.status}: ${describe(answer.body)}`;
+  try {
+    return { reading: parsePrometheus(answer.body), contentType: answer.headers.get("content-type") ?? "" };
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+const METRICS_FORMAT = "metrics: Prometheus text with every metric of the contract";
+const METRICS_COUNT = "metrics: counters move with the answered requests only";
+
+/**
+ * GET /metrics: status 200, Content-Type text/plain; version=0.0.4, Prometheus text with every
+ * metric and batch-size bucket of docker/CONTRACT.md. Then, with nothing else talking to the server,
+ * three POST /embed of 1, 2 and 3 of `texts` (made unique, so no cache answers them): the requests and
+ * inputs counters move by exactly those, tokens by at least one per input, the request and phase
+ * seconds by a positive amount within the requests' wall time (the phases within `request`), the
+ * batch-size histogram by at least one inference holding all the inputs; and a 422 answer moves no
+ * counter.
+ */
+export async function checkMetrics(
+  baseUrl: string,
+  texts: string[],
+  o: { maxBatch: number; timeoutMs?: number },
+): Promise<ConformanceCheck[]> {
+  const timeoutMs = o.timeoutMs ?? 300_000;
+  const first = await readMetricsAnswer(baseUrl, timeoutMs);
+  if (typeof first === "string") {
+    return [
+      { name: METRICS_FORMAT, ok: false, detail: first },
+      { name: METRICS_COUNT, ok: false, detail: "no readable /metrics to count with" },
+    ];
+  }
+  const checks: ConformanceCheck[] = [];
+  {
+    const problems: string[] = [];
+    const typeProblem = metricsContentTypeProblem(first.contentType);
+    if (typeProblem) problems.push(typeProblem);
+    const missing = METRIC_NAMES.filter((n) => first.reading[n] === undefined);
+    if (missing.length > 0) problems.push(`missing ${missing.join(", ")}`);
+    const buckets = batchSizeBuckets(first.reading);
+    const missingBuckets = BATCH_SIZE_BUCKETS.filter((le) => !buckets.has(le));
+    if (missingBuckets.length > 0) {
+      problems.push(
+        `embbench_batch_size_bucket lacks le=${
+          missingBuckets.map((le) => (le === Infinity ? '"+Inf"' : `"${le}"`)).join(", ")
+        }`,
+      );
+    }
+    const negative = Object.entries(first.reading).filter(([k, v]) => k.startsWith("embbench_") && !(v >= 0));
+    if (negative.length > 0) {
+      problems.push(`not a count: ${negative.map(([k, v]) => `${k} ${v}`).join(", ")}`);
+    }
+    checks.push({
+      name: METRICS_FORMAT,
+      ok: problems.length === 0,
+      detail: problems.length === 0
+        ? `${first.contentType}, ${Object.keys(first.reading).length} samples`
+        : problems.join("; "),
+    });
+  }
+
+  const nonce = crypto.randomUUID().slice(0, 8);
+  const sizes = [1, 2, 3].map((n) => Math.min(n, o.maxBatch));
+  const inputs = sizes.reduce((a, b) => a + b, 0);
+  const started = performance.now();
+  for (const [i, n] of sizes.entries()) {
+    const batch = Array.from({ length: n }, (_, j) => `${texts[(i + j) % texts.length]} ${nonce}${i}${j}`);
+    const answer = await request(baseUrl, "POST", "/embed", JSON.stringify({ inputs: batch }), timeoutMs);
+    const problem = typeof answer === "string"
+      ? answer
+      : answer.status !== 200
+      ? `answered ${answer.status}: ${describe(answer.body)}`
+      : "";
+    if (problem) {
+      checks.push({ name: METRICS_COUNT, ok: false, detail: `POST /embed of ${n} inputs ${problem}` });
+      return checks;
+    }
+  }
+  const wallS = (performance.now() - started) / 1000;
+  const afterOk = await readMetricsAnswer(baseUrl, timeoutMs);
+  const rejected = await request(baseUrl, "POST", "/embed", '{"inputs": ["a",', timeoutMs);
+  const afterError = await readMetricsAnswer(baseUrl, timeoutMs);
+  if (typeof afterOk === "string" || typeof afterError === "string") {
+    checks.push({
+      name: METRICS_COUNT,
+      ok: false,
+      detail: `reading /metrics again: ${afterOk}, ${afterError}`,
+    });
+    return checks;
+  }
+  const d = metricsDelta(first.reading, afterOk.reading);
+  const get = (k: string) => d[k] ?? NaN;
+  const k = sizes.length;
+  const problems: string[] = [];
+  const moved = (name: string, wanted: string) => `${name} moved by ${get(name)}: expected ${wanted}`;
+  if (get("embbench_requests_total") !== k) {
+    problems.push(moved("embbench_requests_total", `${k}, the requests answered 200`));
+  }
+  if (get("embbench_inputs_total") !== inputs) {
+    problems.push(moved("embbench_inputs_total", `${inputs}, the inputs sent`));
+  }
+  if (!(get("embbench_tokens_total") >= inputs)) {
+    problems.push(moved("embbench_tokens_total", `at least ${inputs}, a token per input`));
+  }
+  const requestS = get("embbench_request_seconds_total");
+  if (!(requestS > 0 && requestS <= wallS)) {
+    problems.push(
+      moved(
+        "embbench_request_seconds_total",
+        `more than 0 and at most the ${wallS.toFixed(4)} s the requests took`,
+      ),
+    );
+  }
+  let phaseSum = 0;
+  for (const p of PHASES) {
+    const name = `embbench_${p}_seconds_total`;
+    const s = get(name);
+    if (!(s >= 0)) problems.push(moved(name, "0 or more"));
+    else if (p === "inference" && s === 0) problems.push(moved(name, "more than 0: the model ran"));
+    phaseSum += s;
+  }
+  if (!(phaseSum > 0 && phaseSum <= wallS)) {
+    problems.push(
+      `the phase counters moved by ${phaseSum} s in all: expected more than 0 and at most the ` +
+        `${wallS.toFixed(4)} s the requests took`,
+    );
+  } else if (phaseSum > requestS + PHASE_SUM_SLACK_S) {
+    problems.push(
+      `the phase counters moved by ${phaseSum} s in all, more than embbench_request_seconds_total's ` +
+        `${requestS} s: the phases are parts of the request`,
+    );
+  }
+  const batches = get("embbench_batch_size_count");
+  if (!(batches >= 1 && batches <= inputs)) {
+    problems.push(moved("embbench_batch_size_count", `between 1 and ${inputs}, the inferences that ran`));
+  }
+  if (get("embbench_batch_size_sum") !== inputs) {
+    problems.push(moved("embbench_batch_size_sum", `${inputs}, each input inferred once`));
+  }
+  const buckets = [...batchSizeBuckets(d).entries()].sort((a, b) => a[0] - b[0]);
+  if (buckets.some(([, v], i) => v < 0 || (i > 0 && v < buckets[i - 1]![1]))) {
+    problems.push(`the batch-size buckets moved by ${describe(Object.fromEntries(buckets))}: not cumulative`);
+  }
+  const inf = buckets.find(([le]) => le === Infinity)?.[1];
+  if (inf !== undefined && inf !== batches) {
+    problems.push(`embbench_batch_size_bucket{le="+Inf"} moved by ${inf}, the count by ${batches}`);
+  }
+  const e = metricsDelta(afterOk.reading, afterError.reading);
+  const rejectedStatus = typeof rejected === "string" ? rejected : `status ${rejected.status}`;
+  for (const name of ["embbench_requests_total", "embbench_inputs_total"]) {
+    if ((e[name] ?? NaN) !== 0) {
+      problems.push(
+        `a malformed body (answered ${rejectedStatus}) moved ${name} by ${e[name]}: only 200 answers count`,
+      );
+    }
+  }
+  const times = phaseTimes(d);
+  const figures = times
+    ? `${
+      [...PHASES, "request" as const].map((p) => `${p} ${times.ms[p].toFixed(3)}`).join(", ")
+    } ms per request`
+    : "";
+  checks.push({
+    name: METRICS_COUNT,
+    ok: problems.length === 0,
+    detail: problems.length === 0
+      ? `${k} requests of ${inputs} inputs in ${(wallS * 1000).toFixed(1)} ms: ${figures}; ${batches} ` +
+        `inferences, ${
+          get("embbench_tokens_total")
+        } tokens; the malformed body (${rejectedStatus}) moved nothing`
+      : problems.join("; "),
+    metrics: {
+      requests: get("embbench_requests_total"),
+      inputs: get("embbench_inputs_total"),
+      wallS,
+      phaseSum,
+      requestS,
+    },
+  });
+  return checks;
+}
+
+/** The server's CPUs from /info's `cpus`, or why they are unreadable. */
+function infoCpus(info: Record<string, unknown>): number[] | string {
+  if (typeof info.cpus !== "string") {
+    return `/info's cpus is ${JSON.stringify(info.cpus ?? null)}: expected a cpuset`;
+  }
+  try {
+    return parseCpuset(info.cpus);
+  } catch (e) {
+    return `/info's cpus ${JSON.stringify(info.cpus)}: ${e instanceof Error ? e.message : e}`;
+  }
+}
+
+const BUSY_THREADS = "busy threads under load fit the CPUs";
+
+/**
+ * Reads /info's `os_threads`, loads the server with `concurrency` loops of POST /embed over `bodies`
+ * for `durationMs` (and the requests still in flight), reads them again: a thread whose CPU time grew
+ * by BUSY_SHARE of the wall time between the readings (the server's `startup.now`, else the client's
+ * clock) is busy. More busy threads than the CPUs of the server's affinity (/info `cpus`) fail: they
+ * take turns on the cores, and the benchmark would measure their contention.
+ */
+export async function checkBusyThreads(
+  baseUrl: string,
+  bodies: string[],
+  o: { durationMs?: number; concurrency?: number; timeoutMs?: number } = {},
+): Promise<ConformanceCheck> {
+  const durationMs = o.durationMs ?? BUSY_LOAD_MS;
+  const concurrency = o.concurrency ?? BUSY_LOAD_CONCURRENCY;
+  const timeoutMs = o.timeoutMs ?? 300_000;
+  const fail = (detail: string): ConformanceCheck => ({ name: BUSY_THREADS, ok: false, detail });
+  const before = await readInfo(baseUrl, timeoutMs);
+  if (typeof before === "string") return fail(before);
+  const cpus = infoCpus(before);
+  if (typeof cpus === "string") return fail(cpus);
+  const threadsBefore = parseOsThreads(before.os_threads);
+  if (typeof threadsBefore === "string") return fail(threadsBefore);
+  const clientStart = performance.now();
+  let answered = 0;
+  const failures: string[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() - clientStart < durationMs && failures.length === 0) {
+      const body = bodies[next++ % bodies.length]!;
+      const answer = await request(baseUrl, "POST", "/embed", body, timeoutMs);
+      if (typeof answer === "string") failures.push(answer);
+      else if (answer.status !== 200) failures.push(`answered ${answer.status}: ${describe(answer.body)}`);
+      else answered++;
+    }
+  }));
+  const clientWallS = (performance.now() - clientStart) / 1000;
+  if (failures.length > 0) return fail(`a POST /embed under load ${failures[0]}`);
+  const after = await readInfo(baseUrl, timeoutMs);
+  if (typeof after === "string") return fail(after);
+  const threadsAfter = parseOsThreads(after.os_threads);
+  if (typeof threadsAfter === "string") return fail(threadsAfter);
+  const nowOf = (info: Record<string, unknown>) => isRecord(info.startup) ? info.startup.now : undefined;
+  const [n0, n1] = [nowOf(before), nowOf(after)];
+  const wallS = typeof n0 === "number" && typeof n1 === "number" && n1 > n0 ? n1 - n0 : clientWallS;
+  const cpuBefore = new Map(threadsBefore.map((t) => [t.tid, t.cpuSeconds]));
+  const shares = threadsAfter
+    .map((t) => ({ ...t, share: (t.cpuSeconds - (cpuBefore.get(t.tid) ?? 0)) / wallS }))
+    .sort((a, b) => b.share - a.share);
+  const busy = shares.filter((t) => t.share >= BUSY_SHARE);
+  const list = (ts: typeof shares) =>
+    ts.map((t) => `${t.name} (tid ${t.tid}) ${(t.share * 100).toFixed(0)}%`).join(", ");
+  // Not a verdict: on n CPUs only n < busy <= 2n can show, so threads sharing cores evenly pass; their count
+  // is recorded for the reader.
+  const active = shares.filter((t) => t.share >= ACTIVE_SHARE).length;
+  const load = `${answered} requests from ${concurrency} loops in ${wallS.toFixed(2)} s; ${active} ` +
+    `thread${active === 1 ? "" : "s"} used >= ${ACTIVE_SHARE * 100}% of it`;
+  const ok = busy.length <= cpus.length;
+  const cpuText = `${cpus.length} CPU${cpus.length === 1 ? "" : "s"} (cpus ${before.cpus})`;
+  return {
+    name: BUSY_THREADS,
+    ok,
+    detail:
+      (busy.length > 0
+        ? `${busy.length} busy (CPU >= ${BUSY_SHARE * 100}% of the wall time): ${list(busy)}`
+        : `no thread busy (CPU >= ${BUSY_SHARE * 100}% of the wall time); most active: ${
+          list(shares.slice(0, 3))
+        }`) +
+      (ok
+        ? `; within ${cpuText}; ${load}`
+        : `: more busy threads than the ${cpuText} they run on, so they take turns on the cores; ${load}`),
+    metrics: {
+      busyThreads: busy.length,
+      activeThreads: active,
+      cpus: cpus.length,
+      requests: answered,
+      wallS,
+    },
+  };
+}
+
+/** The name of checkNoWarmup's check. */
+export const NO_WARMUP_CHECK = "WARMUP=0: no warm-up ran, and the first request answers 200";
+
+/**
+ * For a server just started with WARMUP=0 (nothing sent to it but /health and /info): /info says
+ * `warmup: false`, `startup.warmed` is null and the other stamps are in order, and the first
+ * POST /embed it ever serves answers 200. metrics.firstRequestMs is that request's latency.
+ */
+export async function checkNoWarmup(
+  baseUrl: string,
+  body: string,
+  timeoutMs = 300_000,
+): Promise<ConformanceCheck> {
+  const name = NO_WARMUP_CHECK;
+  const info = await readInfo(baseUrl, timeoutMs);
+  if (typeof info === "string") return { name, ok: false, detail: info };
+  const problems = startupProblems(info, false);
+  const started = performance.now();
+  const answer = await request(baseUrl, "POST", "/embed", body, timeoutMs);
+  const firstRequestMs = performance.now() - started;
+  if (typeof answer === "string") problems.push(`the first POST /embed: ${answer}`);
+  else if (answer.status !== 200) {
+    problems.push(`the first POST /embed answered ${answer.status}: ${describe(answer.body)}`);
+  }
+  return {
+    name,
+    ok: problems.length === 0,
+    detail: problems.length === 0
+      ? `warmup false, warmed null; the first request answered 200 in ${firstRequestMs.toFixed(0)} ms`
+      : problems.join("; "),
+    metrics: { firstRequestMs },
   };
 }
 
@@ -584,6 +1100,13 @@ function badRequests(o: ConformanceOptions, overlong: string): BadRequest[] {
       errorType: "UnsupportedMediaType",
     },
     { name: "GET /embed", method: "GET", status: 405, errorType: "MethodNotAllowed" },
+    {
+      name: "POST /metrics",
+      path: "/metrics",
+      body: json({ inputs: "a" }),
+      status: 405,
+      errorType: "MethodNotAllowed",
+    },
     { name: "unknown path", method: "GET", path: "/no-such-path", status: 404, errorType: "NotFound" },
     {
       name: "POST to an unknown path",
@@ -596,9 +1119,10 @@ function badRequests(o: ConformanceOptions, overlong: string): BadRequest[] {
 }
 
 /**
- * Runs every check against a healthy server: /info, embeddings against the PyTorch reference,
- * single string vs list of one, rows that follow their texts (no wrongly keyed cache), keep-alive,
- * timing headers, accepted edge cases (empty string, unknown fields,
+ * Runs every check against a healthy server: /info (its start-up stamps and OS threads too),
+ * embeddings against the PyTorch reference, single string vs list of one, rows that follow their
+ * texts (no wrongly keyed cache), keep-alive, timing headers, /metrics and its counters, busy
+ * threads under load within the CPUs, accepted edge cases (empty string, unknown fields,
  * null flags, truncation), at least 12 rejected requests with their status and JSON error, and
  * /health still 200 afterwards. Never throws for a misbehaving server: that is a failed check.
  */
@@ -717,6 +1241,24 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
       problems.length === 0
         ? `${info.framework} ${info.framework_version}, cpus ${info.cpus}`
         : problems.join("; "),
+    );
+    const unread = problems.length > 0 && Object.keys(info).length === 0 ? "no /info to read" : "";
+    const warmup = o.warmup ?? true;
+    const startup = unread ? [unread] : startupProblems(info, warmup);
+    add(
+      "info: warmup, and startup stamps in order",
+      startup.length === 0,
+      startup.length === 0
+        ? `warmup ${warmup}; ${describeStartup(info.startup as Record<string, unknown>)}`
+        : startup.join("; "),
+    );
+    const threads = unread || parseOsThreads(info.os_threads);
+    add(
+      "info: os_threads lists the server's threads",
+      typeof threads !== "string",
+      typeof threads === "string"
+        ? threads
+        : `${threads.length} threads: ${[...new Set(threads.map((t) => t.name))].join(", ")}`,
     );
   }
 
@@ -888,6 +1430,17 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
       [JSON.stringify({ inputs: facts.sampleTexts[0] }), JSON.stringify({ inputs: [facts.sampleTexts[1]] })],
       timeoutMs,
     ),
+  );
+
+  // Phase counters, with nothing else talking to the server.
+  checks.push(...await checkMetrics(o.baseUrl, facts.sampleTexts, { maxBatch: o.maxBatch, timeoutMs }));
+
+  // No more busy threads than CPUs under load.
+  checks.push(
+    await checkBusyThreads(o.baseUrl, facts.longTexts.map((t) => JSON.stringify({ inputs: [t] })), {
+      durationMs: o.busyLoadMs,
+      timeoutMs,
+    }),
   );
 
   // Accepted edge cases: the contract's policies.
