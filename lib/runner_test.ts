@@ -160,7 +160,10 @@ Deno.test({
     ok(c.counts!.successful >= 60, `${c.counts!.successful} measured requests, num_requests 60 at least`);
     equal(c.latencyMs!.n, c.counts!.successful);
     ok(c.textsPerSecond! > 0 && Math.abs(c.textsPerSecond! - c.throughputRps! * 4) < 1e-9);
-    ok(c.loadTimeMs! > 0 && c.firstRequestMs! > 0);
+    ok(c.loadTimeMs! > 0 && c.startup!.runtimeMs! >= 0 && c.startup!.modelLoadMs! >= 0);
+    ok(c.resources!.cpu!.secondsPerRequest > 0 && c.resources!.cpu!.utilizationPercent <= 100);
+    ok(c.resources!.memory!.pssBytes! > 0, "steady memory read from smaps_rollup");
+    ok(c.resources!.phases!.requests > 0, "phase counters read from /metrics");
     equal(c.connections!.keepAliveDropped, false);
     ok(c.loadgen!.busyMax! >= 0);
     const logged = await readCellRequests(join(runDir, "logs"), c.id);
