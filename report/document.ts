@@ -13,6 +13,11 @@ export interface ChartSpec {
   /** What the chart shows and how to read it (line styles, axes). */
   note?: string;
   config: Record<string, unknown>;
+  /**
+   * The chart's figures are in the table that follows it (with more than the chart shows): the
+   * markdown twin then names the chart instead of repeating its data as a table.
+   */
+  tableFollows?: boolean;
 }
 
 /** One table cell: its text, and optionally a tooltip, a class and a heat (0–1) for heatmaps. */
@@ -145,6 +150,11 @@ export function blocksToMarkdown(doc: ReportDocument): string {
       }
       case "charts":
         for (const c of b.charts) {
+          if (c.tableFollows) {
+            out.push(`**${c.title}** (a chart in report.html; its figures are in the table below)`, "");
+            if (c.note) out.push(c.note, "");
+            continue;
+          }
           const t = chartTable(c);
           out.push(`**${c.title}** (a chart in report.html)`, "");
           if (c.note) out.push(c.note, "");

@@ -2,7 +2,8 @@ import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { join } from "node:path";
 import { REPO_ROOT } from "../lib/context.ts";
 import { FRAMEWORKS } from "../lib/frameworks.ts";
-import { loadRun } from "../tasks/report.ts";
+import type { CellResult } from "../lib/results/results.ts";
+import { type LoadedRun, loadRun } from "../tasks/report.ts";
 import { checkPage, skipBrowserTests } from "./browser.ts";
 import { buildReport } from "./report.ts";
 import { percentile } from "./summary.ts";
@@ -11,10 +12,6 @@ import { renderReport } from "./render.ts";
 /** A real run (report/testdata/make_fixture.sh): tiny-xlmr, 6 frameworks, 2 sequence lengths, PyTorch OOM-killed. */
 export const FIXTURE = new URL("./testdata/fixture-run", import.meta.url).pathname;
 const GOLDEN = new URL("./testdata/fixture-report.md", import.meta.url).pathname;
-
-const fixture = await loadRun(FIXTURE);
-const cells = [...fixture.cells.values()];
-const { html, markdown } = await renderReport(fixture.run, cells, fixture.samples);
 
 interface ChartJson {
   id: string;
@@ -26,10 +23,22 @@ interface ChartJson {
     };
   };
 }
-const charts = JSON.parse(/of (\[.*\])\) \{/.exec(html)![1]!) as ChartJson[];
-const cell = (id: string) => fixture.cells.get(id)!;
 
-Deno.test("the fixture is the real run it claims to be", () => {
+/** The fixture and its rendered report, read once when a test needs them. */
+let rendered:
+  | Promise<{ fixture: LoadedRun; cells: CellResult[]; html: string; markdown: string; charts: ChartJson[] }>
+  | undefined;
+const load = () =>
+  rendered ??= (async () => {
+    const fixture = await loadRun(FIXTURE);
+    const cells = [...fixture.cells.values()];
+    const { html, markdown } = await renderReport(fixture.run, cells, fixture.samples);
+    const charts = JSON.parse(/of (\[.*\])\) \{/.exec(html)![1]!) as ChartJson[];
+    return { fixture, cells, html, markdown, charts };
+  })();
+
+Deno.test("the fixture is the real run it claims to be", async () => {
+  const { fixture, cells } = await load();
   // 6 frameworks × 2 sequence lengths × (2 scenarios + 3 sweep levels + 2 open-loop rates)
   equal(cells.length, 84);
   const failed = cells.filter((c) => c.status === "failed");
@@ -44,10 +53,25 @@ Deno.test("the fixture is the real run it claims to be", () => {
   equal(cells.filter((c) => c.status === "ok" && c.openLoop).length, 20);
 });
 
-Deno.test("the report holds every section, and one summary row per scenario and sequence length", () => {
+Deno.test("the report holds every section, and one summary row per scenario and sequence length", async () => {
+  const { fixture, cells, html, markdown } = await load();
   ok(!/\{\{\s*\w+\s*\}\}/.test(html), "no placeholder left");
   for (
-    const h of ["Summary", "Charts: tiny-xlmr", "Every cell", "Failed cells", "Environment", "Methodology"]
+    const h of [
+      "Summary",
+      "Recommendations",
+      "Charts: tiny-xlmr",
+      "Server CPU",
+      "Memory",
+      "Start-up",
+      "Where the time goes",
+      "Efficiency",
+      "Cost",
+      "Every cell",
+      "Failed cells",
+      "Environment",
+      "Methodology",
+    ]
   ) {
     ok(html.includes(`>${h}</h2>`), `section ${h}`);
     ok(markdown.includes(`\n## ${h}\n`), `markdown section ${h}`);
@@ -78,21 +102,33 @@ Deno.test("the report holds every section, and one summary row per scenario and 
   }
 });
 
-Deno.test("every chart is filled from the cell files, in each framework's own colour", () => {
+Deno.test("every chart is filled from the cell files, in each framework's own colour", async () => {
+  const { fixture, charts } = await load();
+  const cell = (id: string) => fixture.cells.get(id)!;
   deepStrictEqual(charts.map((c) => c.id), [
     "lat-tiny-xlmr-32",
     "tput-tiny-xlmr-32",
     "lat-tiny-xlmr-128",
     "tput-tiny-xlmr-128",
-    "rss-tiny-xlmr",
-    "load-tiny-xlmr",
-    "cold-tiny-xlmr",
     "batch-tiny-xlmr-32",
     "batch-tiny-xlmr-128",
     "rate-tiny-xlmr-32",
     "rate-tiny-xlmr-128",
+    "memory-tiny-xlmr",
+    "startup-tiny-xlmr",
+    "cold-tiny-xlmr",
+    "phases-tiny-xlmr-32",
+    "phases-tiny-xlmr-128",
   ]);
-  for (const c of charts) {
+  // Stacked charts: a dataset per part (memory kind, start-up phase, request phase), a bar per framework.
+  const stacked = /^(memory|startup|phases)-/;
+  for (const c of charts.filter((c) => stacked.test(c.id))) {
+    for (const label of c.config.data.labels!) {
+      ok(FRAMEWORKS.some((f) => String(label).startsWith(f.label)), `${c.id}: ${label} is a framework`);
+    }
+    ok(c.config.data.datasets.every((d) => d.data.some((p) => p !== null)), `${c.id} has data`);
+  }
+  for (const c of charts.filter((c) => !stacked.test(c.id))) {
     ok(c.config.data.datasets.length > 0, `${c.id} has datasets`);
     for (const d of c.config.data.datasets) {
       const f = FRAMEWORKS.find((f) => d.label.startsWith(f.label))!;
@@ -135,7 +171,8 @@ Deno.test("every chart is filled from the cell files, in each framework's own co
   ]);
 });
 
-Deno.test("failed cells, environment and methodology come from the run", () => {
+Deno.test("failed cells, environment and methodology come from the run", async () => {
+  const { fixture, cells, html, markdown } = await load();
   for (const c of cells.filter((c) => c.status === "failed")) {
     ok(markdown.includes(`| ${c.id} | PyTorch | pass 1: container exited with code 137 (OOM killed)`));
   }
@@ -154,20 +191,22 @@ Deno.test("failed cells, environment and methodology come from the run", () => {
 });
 
 Deno.test("the markdown twin matches the reviewed copy (UPDATE_GOLDEN=1 rewrites it)", async () => {
+  const { markdown } = await load();
   if (Deno.env.get("UPDATE_GOLDEN") === "1") await Deno.writeTextFile(GOLDEN, markdown);
   equal(markdown, await Deno.readTextFile(GOLDEN));
-  // Each of the 84 cells is one row of the every-cell table.
+  // Each of the 84 cells is one row of the every-cell table and one of its resources table.
   const rows = markdown.split("\n").filter((l) =>
     /^\| tiny-xlmr \| [^|]+ \| (single_query|batch_processing|sweep|rate \d+ %[^|]*) \| \d+ \| \d+ \| \d+ \| (ok|failed) \|/
       .test(l)
   );
-  equal(rows.length, 84);
+  equal(rows.length, 2 * 84);
 });
 
 Deno.test({
   name: "the fixture report opens offline in Chromium with every chart drawn (screenshot kept)",
   ignore: await skipBrowserTests(),
   async fn() {
+    const { fixture, html, charts } = await load();
     const dir = await Deno.makeTempDir({ prefix: "embbench-report-" });
     try {
       const page = join(dir, "report.html");

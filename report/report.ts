@@ -6,27 +6,32 @@ import type { CellResult, RunInfo } from "../lib/results/results.ts";
 import { cpusetSize } from "../lib/server/server.ts";
 import { RATE_SCENARIO } from "../lib/config/plan.ts";
 import { LOADGEN_BUSY_LIMIT } from "../lib/stats/cell.ts";
-import { quantileSorted } from "../lib/stats/quantiles.ts";
 import { type CellSample, FAMILY_ALPHA } from "../lib/stats/verdicts.ts";
 import { type Block, type Cell, type ChartSpec, finite, fmt, type ReportDocument } from "./document.ts";
 import {
   frameworkOrder,
   frameworkStyle,
-  METRICS,
   percentile,
   percentileText,
   summarize,
   type Verdict,
   verdictText,
 } from "./summary.ts";
+import { recommendationsSection } from "./recommend.ts";
+import {
+  costOf,
+  costSection,
+  costSentence,
+  cpuSection,
+  efficiencySection,
+  memorySection,
+  pageCacheSentence,
+  phasesSection,
+  resourceCells,
+  resourceColumns,
+  startupSection,
+} from "./resources.ts";
 
-/** The median of the finite values, or undefined. */
-export function median(values: (number | undefined)[]): number | undefined {
-  const v = values.filter(finite);
-  return v.length ? quantileSorted(Float64Array.from(v).sort(), 0.5) : undefined;
-}
-
-const MIB = 2 ** 20;
 /** Line style per latency percentile, the same in every chart. */
 const PERCENTILES = [
   { key: "p50", label: "p50", dash: [] as number[], point: "circle" },
@@ -68,17 +73,14 @@ function concurrencyCells(ok: CellResult[]): { cells: CellResult[]; source: stri
 function modelSection(
   model: string,
   ok: CellResult[],
-  all: CellResult[],
   serverCpus: number,
   targets: Record<string, number>,
-  run: RunInfo,
 ): Block[] {
   const blocks: Block[] = [{ kind: "heading", level: 2, text: `Charts: ${model}` }];
   const charts: ChartSpec[] = [];
   const key = model.replace(/[^a-z0-9]+/gi, "-");
   const { cells: curve, source } = concurrencyCells(ok);
   const seqs = [...new Set(ok.map((c) => c.sequenceLength))].sort((a, b) => a - b);
-  const frameworks = frameworkOrder(all.map((c) => c.framework));
   const heatmaps: Block[] = [];
 
   for (const seq of seqs) {
@@ -140,82 +142,11 @@ function modelSection(
         ...levels.map((l): Cell => {
           const cpu = group.find((c) => c.framework === f && c.concurrency === l)?.resources?.cpu
             ?.utilizationPercent;
-          return finite(cpu) ? { text: fmt(cpu, 0), heat: cpu / 100 } : "–";
+          // Busy cores can read a hair above the cpuset (the reading spans a little more than oha's run).
+          return finite(cpu) ? { text: fmt(Math.min(cpu, 100), 0), heat: cpu / 100 } : "–";
         }),
       ]),
       className: "heatmap",
-    });
-  }
-
-  // Memory: the load-time peak and the steady resident memory, over the framework's cells.
-  const memory = frameworks.map((f) => {
-    const m = ok.filter((c) => c.framework === f).map((c) => c.resources?.memory).filter((x) =>
-      x !== undefined
-    );
-    const most = (read: (x: (typeof m)[number]) => number | undefined) => {
-      const v = m.map(read).filter(finite);
-      return v.length ? Math.max(...v) / MIB : undefined;
-    };
-    return {
-      f,
-      load: most((x) => x.loadPeakBytes),
-      anon: most((x) => x.anonBytes),
-      file: most((x) => x.fileBytes),
-    };
-  }).filter((m) => finite(m.load) || finite(m.anon));
-  if (memory.length) {
-    charts.push({
-      id: `rss-${key}`,
-      title: `${model}: memory per framework`,
-      note:
-        "Load peak: the container's cgroup peak from creation to healthy (model files it read included). " +
-        "Steady: the server processes' proportional set size after a cell's load, anonymous (heap) and " +
-        "file-backed (mapped weights, libraries) apart; the highest over the framework's cells (MiB).",
-      config: {
-        type: "bar",
-        data: {
-          labels: ["load peak", "steady anonymous", "steady file-backed"],
-          datasets: memory.map((m) =>
-            frameworkDataset(m.f, { data: [m.load ?? null, m.anon ?? null, m.file ?? null] })
-          ),
-        },
-        options: { scales: { y: { ...axis("MiB"), beginAtZero: true } } },
-      },
-    });
-  }
-
-  // Start-up: load time and the cold first request, per framework (median over its containers).
-  const startup = frameworks.map((f) => {
-    const mine = all.filter((c) => c.framework === f);
-    return {
-      f,
-      load: median(mine.map((c) => c.loadTimeMs)),
-      cold: run.coldStarts?.[model]?.[f]?.median.firstRequestMs,
-    };
-  });
-  for (
-    const [id, title, unit, read, scale] of [
-      ["load", "model load time (container start to healthy)", "s", (s: typeof startup[0]) => s.load, 1000],
-      ["cold", "cold first request (fresh container, no warm-up)", "ms", (s: typeof startup[0]) => s.cold, 1],
-    ] as const
-  ) {
-    const have = startup.filter((s) => finite(read(s)));
-    if (!have.length) continue;
-    charts.push({
-      id: `${id}-${key}`,
-      title: `${model}: ${title}`,
-      note: id === "cold"
-        ? "The first /embed of a fresh container started with WARMUP=0 and the model's files out of the page " +
-          "cache, at the model's smallest batch and sequence length; median of the cold starts."
-        : "Median over the framework's containers (one per pass), warm-up inference included.",
-      config: {
-        type: "bar",
-        data: {
-          labels: [title.replace(/ \(.*/, "")],
-          datasets: have.map((s) => frameworkDataset(s.f, { data: [read(s)! / scale] })),
-        },
-        options: { scales: { y: { ...axis(unit), beginAtZero: true } } },
-      },
     });
   }
 
@@ -250,7 +181,8 @@ function modelSection(
       },
     });
   }
-  blocks.push({ kind: "charts", charts }, ...heatmaps, ...openLoopSection(model, ok, targets));
+  if (charts.length) blocks.push({ kind: "charts", charts });
+  blocks.push(...heatmaps, ...openLoopSection(model, ok, targets));
   return blocks;
 }
 
@@ -348,7 +280,7 @@ function summarySection(cells: CellResult[], run: RunInfo, samples: Map<string, 
     text:
       `The leader per scenario and sequence length, its margin over the runner-up, and whether that margin is significant. Latency verdicts use the Brown–Mood quantile test on every measured request of both cells, throughput verdicts Welch's t-test on their window throughputs; each must also hold on the cells' per-pass figures, tested against the pass-to-pass noise pooled over the run, since requests are not independent across container starts. One Holm–Bonferroni correction covers all ${verdicts.length} tested verdicts of this summary, so the chance that any verdict calls two identical configurations different is at most ${
         FAMILY_ALPHA * 100
-      } %. Latency is at the scenario's concurrency (the sweep: its lowest level); the sweep's throughput is each framework's best level; memory is peak RSS (the sweep: its highest) and is not tested.`,
+      } %. Latency is at the scenario's concurrency (the sweep: its lowest level); the sweep's throughput is each framework's best level; memory is the server processes' steady proportional set size (PSS) right after the cell's windows, the median over its passes (the sweep: its highest level), and is not tested (one figure per pass).`,
   });
   const unsteady = cells.filter((c) => c.status === "ok" && c.steady === false);
   const overloaded = cells.filter((c) => c.status === "ok" && c.loadgen?.overloaded);
@@ -437,9 +369,6 @@ function cellTable(cells: CellResult[]): Block {
       "steady",
       "loadgen busy",
       "connections / window",
-      "CPU % of cpuset",
-      "PSS MiB",
-      "load ms",
     ],
     textColumns: 3,
     rowClasses: cells.map((c) => c.status),
@@ -465,9 +394,20 @@ function cellTable(cells: CellResult[]): Block {
           c.connections.keepAliveDropped ? " (keep-alive dropped)" : ""
         }`
         : "–",
-      fmt(c.resources?.cpu?.utilizationPercent, 0),
-      fmt(METRICS.rss.value(c), 0),
-      fmt(c.loadTimeMs, 0),
+    ]),
+  };
+}
+
+/** Every cell's resources: the same rows as the cell table, the server's CPU, memory, efficiency and cost. */
+export function resourceTable(cells: CellResult[], run: RunInfo): Block {
+  return {
+    kind: "table",
+    columns: [...CELL_COLUMNS, ...resourceColumns(run)],
+    textColumns: 3,
+    rowClasses: cells.map((c) => c.status),
+    rows: cells.map((c) => [
+      ...cellIdentity(c, c.status === "ok" ? "ok" : { text: "failed", title: c.failure }),
+      ...resourceCells(c),
     ]),
   };
 }
@@ -488,6 +428,49 @@ function failedSection(cells: CellResult[]): Block[] {
 /** Settings from a server's /info build section that decide its threading. */
 const THREAD_KEYS = /thread|interop|intra|stream|hint|execution_mode|parallel/i;
 
+/** The thread policy (container.threads) in words. */
+function policyText(run: RunInfo): string {
+  const policy = (run.config.container as { threads?: string }).threads;
+  return `"${policy ?? "physical"}"${policy ? "" : " (the default; not recorded in this run)"}: ${
+    policy === "logical"
+      ? "one inference thread per logical CPU of the server cpuset"
+      : "one inference thread per physical core of the server cpuset"
+  }`;
+}
+
+/** The thread policy and the NUM_THREADS each server reported. */
+function threadsText(run: RunInfo): string {
+  const reported = frameworkOrder(Object.keys(run.frameworks)).map((f) =>
+    `${frameworkStyle(f).label} ${run.frameworks[f]?.info?.threads ?? "?"}`
+  );
+  return `${policyText(run)}; reported by the servers (/info threads): ${reported.join(", ") || "none yet"}`;
+}
+
+/** Every library's GEMM figure, and the images that could not be measured. */
+function gemmBlocks(run: RunInfo): Block[] {
+  const g = run.gemmPeak;
+  if (!g?.results?.length) return [];
+  return [
+    {
+      kind: "table",
+      columns: ["GEMM calibration: image", "library", "version", "matrix size", "GFLOP/s", "error"],
+      textColumns: 3,
+      className: "wrap",
+      rows: [...g.results].sort((a, b) => (b.gflops || 0) - (a.gflops || 0)).map((r) => [
+        r.image,
+        r.library,
+        r.version ?? "?",
+        `${r.size} × ${r.size}`,
+        fmt(r.gflops, 1),
+        r.error ?? "",
+      ]),
+    },
+    ...(g.problems?.length
+      ? [{ kind: "list" as const, items: g.problems.map((p) => `Not measured: ${p}`) }]
+      : []),
+  ];
+}
+
 function environmentSection(run: RunInfo): Block[] {
   const e = run.environment;
   const rows: [string, string][] = [
@@ -505,6 +488,25 @@ function environmentSection(run: RunInfo): Block[] {
     ["oha, Deno", `${e.tools.oha ?? "?"}, ${e.tools.deno}`],
     ["embbench commit", `${e.git.commit ?? "?"}${e.git.dirty ? " (with uncommitted changes)" : ""}`],
     ["run", `${run.startedAt} to ${run.endedAt ?? run.interrupted ?? "still in progress"}`],
+    ["NUM_THREADS", threadsText(run)],
+    [
+      "fp32 GEMM peak",
+      run.gemmPeak
+        ? `${
+          fmt(run.gemmPeak.gflops, 1)
+        } GFLOP/s on the server cpuset (CPUs ${run.gemmPeak.cpus}, ${run.gemmPeak.threads} threads), reached by ${run.gemmPeak.library}: the best of every library below`
+        : "not measured (measurement.gemm_seconds is 0, no Python framework image was present, or every calibration failed): no cell shows a share of it",
+    ],
+    ["page cache", pageCacheSentence(run)],
+    [
+      "price",
+      (() => {
+        const cost = costOf(run);
+        return `${fmt(cost.pricePerHour, 3)} ${cost.currency} per hour, ${cost.instance ?? "?"} (${
+          cost.source ?? "source not recorded"
+        })`;
+      })(),
+    ],
   ];
   const fws = frameworkOrder(Object.keys(run.frameworks));
   const details = fws.map((f) => {
@@ -539,6 +541,7 @@ function environmentSection(run: RunInfo): Block[] {
       className: "wrap",
       rows: details,
     },
+    ...gemmBlocks(run),
     { kind: "preformatted", summary: "Every CPU flag", text: e.cpu.flags.join(" ") },
     {
       kind: "preformatted",
@@ -564,20 +567,28 @@ function methodologySection(run: RunInfo): Block[] {
         ? "This run was started with --skip-verify: frameworks were timed without proving they compute the reference embeddings."
         : "Whether frameworks had to pass 'embbench verify' first was not recorded for this run."
     }`,
-    `Each framework serves from its own container, one at a time, pinned to CPUs ${run.cpus.server} with a ${c.container.memory_limit} memory limit, NUM_THREADS set to ${
+    `Each framework serves from its own container, one at a time, pinned to CPUs ${run.cpus.server} (${
       cpusetSize(run.cpus.server)
-    } (the cpuset's size), batches of at most ${c.container.max_batch} texts and ${c.container.max_inflight} request(s) computed at a time.`,
+    } CPUs) with a ${c.container.memory_limit} memory limit, NUM_THREADS by the policy ${
+      policyText(run)
+    } (each server's value is under Environment), batches of at most ${c.container.max_batch} texts and ${c.container.max_inflight} request(s) computed at a time (MAX_INFLIGHT; further requests wait in a queue); each request's texts are tokenized and run as one batch, and the contract has no batching across requests (dynamic batching) yet.`,
     `Load: oha pinned to CPUs ${run.cpus.loadgen}, uncompressed answers, a ${c.measurement.timeout_s} s timeout per request. Closed loop: each of c connections sends its next request when the previous one is answered.${
       c.open_loop
         ? ` Open loop: requests arrive at a fixed rate, ${
           c.open_loop.fractions.map((f) => `${f * 100} %`).join(", ")
-        } of the framework's best closed-loop batch-1 throughput at that sequence length in the same pass (single_query and the sweep; the first pass's rate is kept), over up to ${c.open_loop.connections} connections, latency counted from each request's scheduled send time (oha -q with --latency-correction).`
+        } of the framework's best closed-loop batch-1 throughput at that sequence length in the same pass (over its closed-loop batch-1 cells; the first pass's rate is kept), over up to ${c.open_loop.connections} connections, latency counted from each request's scheduled send time (oha -q with --latency-correction).`
         : ""
     }`,
     `Request bodies: for each sequence length (${
       c.input.sequence_lengths.join(", ")
     } tokens) and batch size, distinct bodies (one per line, oha picks one at random per request), texts of exactly that many tokens, special tokens included, so no server can answer from a cache.`,
-    `Passes: every cell is measured in ${c.measurement.passes} pass(es). Each pass starts every framework's container afresh and takes the frameworks in turn, starting one further each pass, so drift over time is not blamed on one framework. Load time (container start to healthy /health) and one first /embed are recorded per container.`,
+    `Passes: every cell is measured in ${c.measurement.passes} pass(es). Each pass starts every framework's container afresh and takes the frameworks in turn, starting one further each pass, so drift over time is not blamed on one framework. One container serves all of a framework's cells of a model in a pass, one cell after the other.`,
+    `Start-up: each server stamps the stages of its start on its monotonic clock (/info startup: process started, runtime ready, model loaded, warm-up answered), and the harness places the stamps on its own timeline through the clock reading /info returns, taken within the harness's /info call (so off by at most half that call's round trip): container start, runtime import, model load and warm-up. Healthy is container creation requested → the first 200 from /health, polled every 20 ms at first and every 200 ms after 50 polls; a server answers 200 only after one warm-up inference. A cell's start-up figures are the medians over its passes' containers.`,
+    !(c.measurement.cold_starts >= 0)
+      ? "How many cold starts were measured was not recorded for this run."
+      : c.measurement.cold_starts > 0
+      ? `Cold starts: before a framework's first container for a model's cells (in the first pass, or a later one if they failed), ${c.measurement.cold_starts} fresh containers are started one after the other with WARMUP=0 (healthy as soon as the model is loaded, no warm-up inference), each after the page-cache eviction below. The harness times the first /embed each container ever answers, from sending it to reading the whole answer with its own HTTP client (a new loopback connection, not oha), with the first body of the smallest batch at the shortest sequence length among the framework's cells of the model, then the same request again; the report gives medians over the starts.`
+      : "Cold starts were not measured (measurement.cold_starts is 0).",
     `Each pass of a cell: a discarded warm-up of max(${c.input.warmup_requests}, 2 × concurrency) requests at the cell's own concurrency over oha's connections, then windows of ${c.measurement.window_s} s (longer for cells too slow to fill one with 20 requests) until the last ${c.measurement.steady_windows} windows' throughput agree within ${
       c.measurement.steady_tolerance * 100
     } % and the pass has its share of the cell's requests, or ${c.measurement.max_s} s of windows pass. Cells that did not reach steady state are marked. In each window the requests sent before its first answer (one per connection: connection set-up and the initial burst) are set apart; throughput is taken between completions, from the answer to the last of those openers to the last answer before the deadline, so no partial request at either end biases it.`,
@@ -594,9 +605,21 @@ function methodologySection(run: RunInfo): Block[] {
         }.`
         : ""
     }`,
-    `Resources: CPU and memory are read from the container's cgroup every 250 ms during each pass's windows. CPU % is of one CPU (${
-      cpusetSize(run.cpus.server) * 100
-    } = every server CPU busy); RSS is anonymous memory.`,
+    `Server CPU: the container cgroup's CPU time (cgroup v2 cpu.stat usage_usec, v1 cpuacct.usage; Docker's stats API when the cgroup files are not on this host) is read right before oha is spawned and right after it exits, in every measured window, so it covers the window's whole oha run, its start and its wait for the requests in flight included (the warm-up is outside). CPU per request: those CPU seconds over the answers oha received in the same spans (2xx or not, each window's openers included); per 1,000 tokens: per request over batch × sequence length / 1,000. Busy cores: CPU seconds over the spans' wall seconds, the mean over all windows of all passes and the busiest window of at least 1 s; CPU % of cpuset is the mean busy cores over the cpuset's ${
+      cpusetSize(run.cpus.server)
+    } CPUs. Steal: the host's stolen CPU time over all its CPU time in the same spans (/proc/stat, host-wide), shown when the host reports any.`,
+    `Memory: before each container starts, the harness evicts the model's files from the page cache (dd iflag=nocache, then fincore checks what stayed cached), so that the container's load reads them and the pages it maps are charged to it. In this run: ${
+      run.pageCache === undefined
+        ? "not recorded."
+        : run.pageCache === "evicted"
+        ? "every container started with them evicted."
+        : `not always: ${run.pageCache}.`
+    } Load peak: the cgroup's memory peak (v2 memory.peak, v1 memory.max_usage_in_bytes) when /health first answers 200, which counts the page cache of the files the container read. After each cell's windows, the harness reads /proc/<pid>/smaps_rollup of every process in the container (docker exec): proportional set size (PSS), as anonymous (Pss_Anon) and file-backed (Pss_File + Pss_Shmem), and RSS; a cell's steady figures are the medians over its passes, its load peak and its peak to the end of its windows the highest. Later cells of a container include what earlier cells left allocated.`,
+    `Where the time goes: each server counts its /embed requests answered 200 and the seconds they spent in each phase (GET /metrics: parse, tokenize, queue, inference, serialize, and the whole request; docker/CONTRACT.md). The harness reads the counters just before and after each measured window, sums the differences over every window of every pass and divides by the requests counted. HTTP is the client's mean latency of the measured requests minus the server's mean request time (the counters also cover each window's openers, which the client's mean leaves out). A server without /metrics has no phase figures.`,
+    `Efficiency: the floating-point operations of a request are counted from the model's config.json as its matrix multiplies (projections, attention scores and their weighted sum, the MLP; 2 per multiply-add) at the cell's sequence length × batch size, leaving out layer norms, softmax, activations, embeddings and pooling, so achieved GFLOP/s (throughput × operations per request) is a slight underestimate. The fp32 GEMM peak is measured once per run in each Python framework image present (numpy's BLAS, ONNX Runtime's MLAS, torch, OpenVINO), on the server cpuset with the servers' NUM_THREADS, ${
+      c.measurement.gemm_seconds ?? "?"
+    } s per library and matrix size (square float32 matrices); the best figure of all is the peak, so one library's slow path does not lower the bar.`,
+    costSentence(run),
     `A cell fails when its failed fraction of requests is above ${
       fmt(c.max_error_rate * 100, 2)
     } %, when its container exits (crash, OOM kill) or when its server does not come up. Throughput counts successful (2xx) answers only${
@@ -659,23 +682,37 @@ export function buildReport(
     }${run.quick ? ". A --quick run: small model, short cells, not a benchmark result." : "."}`,
     blocks: [
       ...summarySection(cells, run, samples),
+      ...recommendationsSection(run, cells, samples),
       ...models.flatMap((m) =>
         modelSection(
           m,
           ok.filter((c) => c.model === m),
-          cells.filter((c) => c.model === m),
           serverCpus,
           run.config.open_loop?.p99_target_ms ?? {},
-          run,
         )
       ),
+      ...cpuSection(run, cells),
+      ...memorySection(run, cells),
+      ...startupSection(run, cells),
+      ...phasesSection(cells),
+      ...efficiencySection(run, cells),
+      ...costSection(run, cells),
       { kind: "heading", level: 2, text: "Every cell" },
       {
         kind: "paragraph",
         text:
-          "Percentiles come from every measured request of the cell; brackets hold 95 % confidence intervals. A percentile its sample cannot support says how many requests it needs. Throughput and latency count successful (2xx) responses only. CPU % is the server's CPU time over the windows' wall time, as a share of its cpuset's CPUs. PSS is the server processes' proportional set size after the cell's load. Load ms is the median over the cell's containers of container start to healthy.",
+          "Percentiles come from every measured request of the cell; brackets hold 95 % confidence intervals. A percentile its sample cannot support says how many requests it needs. Throughput and latency count successful (2xx) responses only. The server's resources for the same cells follow in the next table.",
       },
       cellTable(cells),
+      { kind: "heading", level: 3, text: "Every cell: resources" },
+      {
+        kind: "paragraph",
+        text:
+          `The server's CPU time per answered request (ms), per 1,000 input tokens, and as a share of the cpuset's ${serverCpus} CPUs; busy cores, the mean over the windows and the busiest window (capped at the cpuset's CPUs); steady PSS after the cell's windows (anonymous + file-backed), the container's load peak (cgroup, page cache included); achieved GFLOP/s and its share of the measured GEMM peak; cost per million embeddings in ${
+            costOf(run).currency
+          } (see Cost); the mean inputs per inference the server ran; load ms, the median over the cell's containers of container creation to healthy. "–": the cell has no such figure (a failed pass, a server without /metrics, a skipped calibration).`,
+      },
+      resourceTable(cells, run),
       ...failedSection(cells),
       ...environmentSection(run),
       ...methodologySection(run),

@@ -20,14 +20,14 @@ import { finite, fmt } from "./document.ts";
 
 /** A figure the report ranks by. */
 export interface Metric {
-  id: "p50" | "p99" | "texts" | "rss";
+  id: "p50" | "p99" | "texts" | "rss" | "cost";
   label: string;
   unit: string;
   lowerIsBetter: boolean;
   /** Decimal places to show. */
   digits: number;
   value(c: CellResult): number | undefined;
-  /** The test that decides whether two cells differ in this figure; none for memory (one sample per pass). */
+  /** The test that decides whether two cells differ in this figure; none for memory (one figure per pass) or cost. */
   tested?: TestedMetric;
 }
 
@@ -36,7 +36,8 @@ const MIB = 2 ** 20;
 /** A percentile of a cell, or undefined when its sample cannot support it. */
 export const percentile = (c: CellResult, key: PercentileKey) => c.latencyMs?.percentiles[key].value;
 
-export const METRICS: Record<Metric["id"], Metric> = {
+/** The figures of the summary and the comparison (cost is ranked by the recommendations only). */
+export const METRICS: Record<Exclude<Metric["id"], "cost">, Metric> = {
   p50: {
     id: "p50",
     label: "p50 latency",
@@ -66,7 +67,7 @@ export const METRICS: Record<Metric["id"], Metric> = {
   },
   rss: {
     id: "rss",
-    label: "resident memory (PSS)",
+    label: "steady memory (PSS)",
     unit: "MiB",
     lowerIsBetter: true,
     digits: 0,
@@ -176,7 +177,7 @@ function bestCell(metric: Metric, cells: CellResult[]): CellResult | undefined {
 /**
  * Per model, sequence length and scenario: the leader in p50 and p99 latency (at the scenario's
  * concurrency; for the sweep at its lowest level), in throughput (for the sweep at each framework's
- * best level), and in memory (for the sweep, the highest peak over its levels). Each lead is tested
+ * best level), and in steady memory (PSS; for the sweep, the highest over its levels). Each lead is tested
  * against the runner-up, with one correction over the whole summary. Open-loop cells are summarised
  * apart (their latency depends on the offered rate).
  */
@@ -210,7 +211,7 @@ export function summarize(
             else if (id === "p50" || id === "p99") {
               cell = fc.find((c) => c.concurrency === latencyConcurrency);
             } else if (id === "texts") cell = bestCell(metric, fc);
-            else cell = bestCell({ ...metric, lowerIsBetter: false }, fc); // memory: the highest peak
+            else cell = bestCell({ ...metric, lowerIsBetter: false }, fc); // memory: the highest level
             return cell && entryOf(metric, cell);
           }).filter((e): e is Entry => !!e);
           return rank(metric, entries);
