@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{bert, xlm_roberta};
-use embbench_server::{Backend, FrameworkInfo, Loaded, ModelSpec, Pooling, Settings, TokenBatch};
+use embbench_server::{Backend, FrameworkInfo, LoadProgress, Loaded, ModelSpec, Pooling, Settings, TokenBatch};
 use serde_json::json;
 use std::path::Path;
 
@@ -22,9 +22,12 @@ pub struct CandleBackend {
     device: Device,
 }
 
-/// Loads the model named by `spec` from `settings.model_dir`.
-pub fn load(settings: &Settings, spec: &ModelSpec) -> Result<Loaded> {
-    let backend = CandleBackend::load(&settings.model_dir.join("pytorch"), spec)?;
+/// Loads the model named by `spec` from `settings.model_dir`; the runtime is ready once the CPU
+/// device is (rayon's pool, sized by NUM_THREADS, is built before loading starts).
+pub fn load(settings: &Settings, spec: &ModelSpec, progress: &LoadProgress<'_>) -> Result<Loaded> {
+    let device = Device::Cpu;
+    progress.runtime_ready();
+    let backend = CandleBackend::load(&settings.model_dir.join("pytorch"), spec, device)?;
     let info = FrameworkInfo {
         framework: "candle".into(),
         framework_version: env!("EMBBENCH_CANDLE_VERSION").into(),
@@ -47,9 +50,8 @@ fn build_facts() -> serde_json::Map<String, serde_json::Value> {
 }
 
 impl CandleBackend {
-    /// Loads `config.json` and `model.safetensors` from a `pytorch/` folder.
-    pub fn load(dir: &Path, spec: &ModelSpec) -> Result<Self> {
-        let device = Device::Cpu;
+    /// Loads `config.json` and `model.safetensors` from a `pytorch/` folder onto `device`.
+    pub fn load(dir: &Path, spec: &ModelSpec, device: Device) -> Result<Self> {
         let config_path = dir.join("config.json");
         let config_text =
             std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;

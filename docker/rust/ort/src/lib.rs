@@ -3,7 +3,7 @@
 //! shared library named by ORT_DYLIB_PATH, so this image runs the same ONNX Runtime build as the C++ one.
 
 use anyhow::{bail, Context, Result};
-use embbench_server::{Backend, FrameworkInfo, Loaded, ModelSpec, Settings, TokenBatch};
+use embbench_server::{Backend, FrameworkInfo, LoadProgress, Loaded, ModelSpec, Settings, TokenBatch};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor;
@@ -32,13 +32,14 @@ pub struct OrtBackend {
     feeds: Vec<(String, Feed)>,
 }
 
-/// Loads ONNX Runtime and the model's graph.
-pub fn load(settings: &Settings, _spec: &ModelSpec) -> Result<Loaded> {
+/// Loads ONNX Runtime and the model's graph; the runtime is ready once its environment exists.
+pub fn load(settings: &Settings, _spec: &ModelSpec, progress: &LoadProgress<'_>) -> Result<Loaded> {
     let dylib =
         std::env::var("ORT_DYLIB_PATH").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "libonnxruntime.so".into());
     // Checked here first: `ort` panics instead of returning an error when the library cannot load.
     let version = library_version(&dylib)?;
     ort::init_from(&dylib).with_name("embbench").commit().context("cannot create the ONNX Runtime environment")?;
+    progress.runtime_ready();
     let model = settings.model_dir.join("onnx").join("model.onnx");
     if !model.is_file() {
         bail!("{} is missing: the ort backend serves the ONNX graph written by `embbench convert`", model.display());

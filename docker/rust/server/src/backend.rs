@@ -1,8 +1,10 @@
 //! The one seam between the HTTP layer and an inference framework.
 
 use crate::settings::{ModelSpec, Settings};
+use crate::startup::{Stage, Startup};
 use crate::tokenize::TokenBatch;
 use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// An inference engine with a model loaded. Called from blocking threads, at most MAX_INFLIGHT at once.
 pub trait Backend: Send + Sync + 'static {
@@ -25,5 +27,27 @@ pub struct Loaded {
     pub info: FrameworkInfo,
 }
 
-/// Loads a backend: runs once, on a plain thread, after the port is bound.
-pub type Loader = fn(&Settings, &ModelSpec) -> anyhow::Result<Loaded>;
+/// Loads a backend: runs once, on a plain thread, after the port is bound. It calls
+/// [`LoadProgress::runtime_ready`] once its runtime is up, just before it reads the model.
+pub type Loader = fn(&Settings, &ModelSpec, &LoadProgress<'_>) -> anyhow::Result<Loaded>;
+
+/// How a [`Loader`] tells the server how far it got, for `/info`'s `startup` stamps.
+pub struct LoadProgress<'a> {
+    startup: &'a Startup,
+    load_delay: Duration,
+}
+
+impl<'a> LoadProgress<'a> {
+    pub fn new(startup: &'a Startup, load_delay: Duration) -> Self {
+        Self { startup, load_delay }
+    }
+
+    /// The inference runtime is initialised (ONNX Runtime's environment created, Candle's device
+    /// ready) and the model is about to be read: stamps `runtime_ready`, then sleeps `LOAD_DELAY_MS`,
+    /// which so counts as model load. Only the first call does anything.
+    pub fn runtime_ready(&self) {
+        if self.startup.mark(Stage::RuntimeReady) {
+            std::thread::sleep(self.load_delay);
+        }
+    }
+}

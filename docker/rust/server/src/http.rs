@@ -1,11 +1,13 @@
 //! The HTTP layer: routes, the `/embed` pipeline (validate, tokenize, infer under a semaphore), timing
-//! headers, `/health` and `/info`.
+//! headers and phase counters, `/health`, `/info` and `/metrics`.
 
 use crate::backend::{Backend, FrameworkInfo};
 use crate::error::{ApiError, ErrorKind};
 use crate::info;
+use crate::metrics::{self, Metrics, Phases, RequestRecord};
 use crate::request::{check_content_type, parse_embed_request};
 use crate::settings::{ModelSpec, Settings};
+use crate::startup::Startup;
 use crate::tokenize::TextTokenizer;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -33,12 +35,23 @@ pub struct AppState {
     ready: OnceLock<Ready>,
     /// One permit per inference allowed to run (MAX_INFLIGHT); waiters queue in FIFO order.
     inference_slots: Arc<Semaphore>,
+    /// The start-up stamps, written by the loading thread.
+    pub startup: Startup,
+    /// `/metrics`' counters.
+    pub metrics: Metrics,
 }
 
 impl AppState {
     pub fn new(settings: Settings, spec: ModelSpec) -> Arc<Self> {
         let slots = Arc::new(Semaphore::new(settings.max_inflight));
-        Arc::new(Self { settings, spec, ready: OnceLock::new(), inference_slots: slots })
+        Arc::new(Self {
+            settings,
+            spec,
+            ready: OnceLock::new(),
+            inference_slots: slots,
+            startup: Startup::new(),
+            metrics: Metrics::new(),
+        })
     }
 
     /// Marks the model as loaded and warmed up: `/health` turns 200 from here on.
@@ -59,9 +72,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/embed", post(embed))
         .route("/health", get(health))
         .route("/info", get(info_handler))
-        .fallback(|| async { ApiError::new(ErrorKind::NotFound, "no such path: expected /embed, /health or /info") })
+        .route("/metrics", get(metrics_handler))
+        .fallback(|| async {
+            ApiError::new(ErrorKind::NotFound, "no such path: expected /embed, /health, /info or /metrics")
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(ErrorKind::MethodNotAllowed, "wrong method: /embed takes POST, /health and /info take GET")
+            ApiError::new(
+                ErrorKind::MethodNotAllowed,
+                "wrong method: /embed takes POST; /health, /info and /metrics take GET",
+            )
         })
         .with_state(state)
 }
@@ -80,6 +99,11 @@ async fn info_handler(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// The phase counters; answered while the model loads too (all zero then).
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], state.metrics.render()).into_response()
+}
+
 /// The `/info` object (docker/CONTRACT.md).
 pub fn info_body(state: &AppState, framework: &FrameworkInfo) -> Value {
     let mut build = info::rust_build_facts();
@@ -96,6 +120,9 @@ pub fn info_body(state: &AppState, framework: &FrameworkInfo) -> Value {
         "max_batch": state.settings.max_batch,
         "max_inflight": state.settings.max_inflight,
         "build": build,
+        "warmup": state.settings.warmup,
+        "startup": state.startup.to_json(),
+        "os_threads": info::os_threads(),
     })
 }
 
@@ -105,10 +132,8 @@ async fn embed(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
         Err(e) => {
             // These answers leave (part of) the body unread, so the connection cannot be reused:
             // say so, or a client sends its next request on a connection the server then drops.
-            let unread = matches!(
-                e.kind,
-                ErrorKind::PayloadTooLarge | ErrorKind::UnsupportedMediaType | ErrorKind::Unhealthy
-            );
+            let unread =
+                matches!(e.kind, ErrorKind::PayloadTooLarge | ErrorKind::UnsupportedMediaType | ErrorKind::Unhealthy);
             let mut response = e.into_response();
             if unread {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -118,41 +143,64 @@ async fn embed(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
     }
 }
 
+/// The `/embed` pipeline. Its phases (docker/CONTRACT.md, `GET /metrics`) run between consecutive
+/// stamps taken here, in the handler, so they add up to `request`: `tokenize` and `inference` include
+/// handing the work to a blocking thread and getting its result back.
 async fn embed_inner(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let ready = state.ready()?;
     check_content_type(headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)")))?;
     let body = read_body(body, state.settings.max_body_bytes).await?;
-    let started = Instant::now();
+    let body_read = Instant::now();
 
     let request = parse_embed_request(&body, state.settings.max_batch)?;
+    let parsed = Instant::now();
+
     let tokenizer = Arc::clone(&ready.tokenizer);
-    let batch = run_blocking(move || tokenizer.encode(&request.inputs, request.truncate)).await??;
+    let (batch, tokens) = run_blocking(move || {
+        let batch = tokenizer.encode(&request.inputs, request.truncate)?;
+        let tokens = batch.token_count();
+        Ok::<_, ApiError>((batch, tokens))
+    })
+    .await??;
     let tokenized = Instant::now();
 
     let permit = Arc::clone(&state.inference_slots)
         .acquire_owned()
         .await
         .map_err(|_| ApiError::new(ErrorKind::Backend, "the inference queue is closed"))?;
+    let slot_held = Instant::now();
     let backend = Arc::clone(&ready.backend);
+    let inputs = batch.batch;
     let rows = run_blocking(move || {
         let _permit = permit;
-        backend.embed(&batch).map(|rows| (rows, batch.batch))
+        backend.embed(&batch)
     })
     .await?
     .map_err(|e| ApiError::new(ErrorKind::Backend, format!("inference failed: {e:#}")))?;
     let inferred = Instant::now();
-    check_rows(&rows.0, rows.1, state.spec.embedding_dim)?;
+    check_rows(&rows, inputs, state.spec.embedding_dim)?;
 
-    let json = serde_json::to_vec(&rows.0)
+    let json = serde_json::to_vec(&rows)
         .map_err(|e| ApiError::new(ErrorKind::Backend, format!("cannot serialise the embeddings: {e}")))?;
-    let finished = Instant::now();
+    let serialised = Instant::now();
 
+    let phases = Phases::between([body_read, parsed, tokenized, slot_held, inferred, serialised]);
+    state.metrics.record(&RequestRecord { inputs: inputs as u64, tokens: tokens as u64, phases });
     let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response();
     let h = response.headers_mut();
-    h.insert("x-tokenization-time", millis(tokenized - started));
-    h.insert("x-inference-time", millis(inferred - tokenized));
-    h.insert("x-total-time", millis(finished - started));
+    for (name, value) in timing_headers(&phases) {
+        h.insert(name, value);
+    }
     Ok(response)
+}
+
+/// The timing headers of a `200` answer: `tokenize`, `queue + inference` and `request`, in ms.
+pub fn timing_headers(phases: &Phases) -> [(&'static str, HeaderValue); 3] {
+    [
+        ("x-tokenization-time", millis(phases.tokenize)),
+        ("x-inference-time", millis(phases.queue + phases.inference)),
+        ("x-total-time", millis(phases.request())),
+    ]
 }
 
 /// Runs CPU work on tokio's blocking pool so the async workers keep serving.
@@ -197,79 +245,11 @@ fn millis(d: std::time::Duration) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Pooling;
-    use crate::tokenize::test_support::tiny_tokenizer;
-    use crate::tokenize::TokenBatch;
+    use crate::test_support::{ready_state, state, FakeBackend};
     use axum::http::Request;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering;
     use tower::ServiceExt;
-
-    /// Answers each row as [real token count, first id, 0]; records the batches it saw and the most
-    /// inferences that overlapped.
-    #[derive(Default)]
-    struct FakeBackend {
-        fail: bool,
-        delay_ms: u64,
-        running: AtomicUsize,
-        most_running: AtomicUsize,
-        seen: Mutex<Vec<TokenBatch>>,
-    }
-
-    impl Backend for FakeBackend {
-        fn embed(&self, batch: &TokenBatch) -> anyhow::Result<Vec<Vec<f32>>> {
-            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most_running.fetch_max(now, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(self.delay_ms));
-            self.running.fetch_sub(1, Ordering::SeqCst);
-            self.seen.lock().unwrap().push(batch.clone());
-            if self.fail {
-                anyhow::bail!("fake backend failure");
-            }
-            Ok(batch
-                .lengths()
-                .iter()
-                .zip(batch.input_ids.chunks(batch.seq))
-                .map(|(&len, row)| vec![len as f32, row[0] as f32, 0.0])
-                .collect())
-        }
-    }
-
-    fn state(max_inflight: usize) -> Arc<AppState> {
-        let settings = Settings {
-            model_dir: "/nonexistent".into(),
-            host: "127.0.0.1".into(),
-            port: 0,
-            num_threads: 1,
-            max_batch: 3,
-            max_inflight,
-            max_body_bytes: 200,
-            load_delay_ms: 0,
-        };
-        let spec = ModelSpec {
-            name: "fake".into(),
-            architecture: "bert".into(),
-            pooling: Pooling::Cls,
-            normalize: true,
-            max_seq_length: 5,
-            embedding_dim: 3,
-        };
-        AppState::new(settings, spec)
-    }
-
-    fn ready_state(backend: Arc<FakeBackend>, max_inflight: usize) -> Arc<AppState> {
-        let s = state(max_inflight);
-        s.set_ready(Ready {
-            backend,
-            tokenizer: Arc::new(tiny_tokenizer(5)),
-            info: FrameworkInfo {
-                framework: "fake".into(),
-                framework_version: "0.0.1".into(),
-                build: Default::default(),
-            },
-        });
-        s
-    }
 
     async fn send(state: &Arc<AppState>, req: Request<Body>) -> (StatusCode, HeaderMap, Value) {
         let res = router(Arc::clone(state)).oneshot(req).await.unwrap();
@@ -342,6 +322,9 @@ mod tests {
             (Request::get("/nope").body(Body::empty()).unwrap(), 404, "NotFound"),
             (Request::get("/embed").body(Body::empty()).unwrap(), 405, "MethodNotAllowed"),
             (Request::post("/health").body(Body::empty()).unwrap(), 405, "MethodNotAllowed"),
+            (Request::post("/metrics").body(Body::empty()).unwrap(), 405, "MethodNotAllowed"),
+            (Request::delete("/metrics").body(Body::empty()).unwrap(), 405, "MethodNotAllowed"),
+            (Request::get("/metrics/").body(Body::empty()).unwrap(), 404, "NotFound"),
             (post_json(r#"{"inputs": ["a", "a", "a", "a"]}"#), 413, "PayloadTooLarge"),
             (post_json(&format!(r#"{{"inputs": "{}"}}"#, "a ".repeat(200))), 413, "PayloadTooLarge"),
             (
@@ -423,5 +406,168 @@ mod tests {
         }
         assert!(body["cpus"].is_string());
         assert!(body["build"]["target_cpu"].is_string());
+        assert_eq!(body["warmup"], json!(true));
+        let startup = &body["startup"];
+        assert_eq!(startup["clock"], "monotonic");
+        assert!(startup["process_start"].is_f64(), "{startup}");
+        // This fixture was marked ready without the loader, so no stage was stamped.
+        for stage in ["runtime_ready", "model_loaded", "warmed"] {
+            assert!(startup[stage].is_null(), "{stage}: {startup}");
+        }
+        assert!(startup["process_start"].as_f64() <= startup["now"].as_f64(), "{startup}");
+        let threads = body["os_threads"].as_array().unwrap();
+        let pid = u64::from(std::process::id());
+        assert!(threads.iter().any(|t| t["tid"] == json!(pid)), "the main thread is listed: {threads:?}");
+        for t in threads {
+            assert_eq!(t.as_object().unwrap().len(), 3, "{t}");
+            assert!(t["tid"].is_u64() && t["name"].is_string() && t["cpu_seconds"].as_f64() >= Some(0.0), "{t}");
+        }
+    }
+
+    #[tokio::test]
+    async fn info_reports_warmup_off_and_the_stamps_reached() {
+        let backend: Arc<FakeBackend> = Default::default();
+        let s = AppState::new(
+            Settings { warmup: false, ..crate::test_support::settings("/nonexistent".into(), 1) },
+            crate::test_support::spec(),
+        );
+        s.startup.mark(crate::startup::Stage::RuntimeReady);
+        s.startup.mark(crate::startup::Stage::ModelLoaded);
+        s.set_ready(Ready {
+            backend,
+            tokenizer: Arc::new(crate::tokenize::test_support::tiny_tokenizer(5)),
+            info: crate::test_support::fake_info(),
+        });
+        let (_, _, body) = send(&s, Request::get("/info").body(Body::empty()).unwrap()).await;
+        assert_eq!(body["warmup"], json!(false));
+        let t = |k: &str| body["startup"][k].as_f64().unwrap_or_else(|| panic!("{k}: {body}"));
+        assert!(t("process_start") <= t("runtime_ready"));
+        assert!(t("runtime_ready") <= t("model_loaded"));
+        assert!(t("model_loaded") <= t("now"));
+        assert!(body["startup"]["warmed"].is_null(), "{body}");
+    }
+
+    /// GET /metrics: its status, content type and samples by name.
+    async fn metrics(s: &Arc<AppState>) -> (StatusCode, String, HashMap<String, f64>) {
+        let res = router(Arc::clone(s)).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        let status = res.status();
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
+        let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').unwrap();
+                (name.to_string(), value.parse::<f64>().unwrap())
+            })
+            .collect();
+        (status, content_type, samples)
+    }
+
+    fn header_ms(headers: &HeaderMap, name: &str) -> f64 {
+        headers[name].to_str().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn metrics_answer_zeros_while_the_model_loads() {
+        let (status, content_type, m) = metrics(&state(1)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "text/plain; version=0.0.4");
+        assert_eq!(m["embbench_requests_total"], 0.0);
+        assert_eq!(m["embbench_batch_size_count"], 0.0);
+        assert_eq!(m.len(), 21, "{m:?}");
+    }
+
+    #[tokio::test]
+    async fn metrics_count_answered_requests_inputs_tokens_and_batches() {
+        let s = ready_state(Default::default(), 1);
+        // [CLS] a b [SEP]: 4 tokens.
+        let (status, _, _) = send(&s, post_json(r#"{"inputs": "a b"}"#)).await;
+        assert_eq!(status, StatusCode::OK);
+        // 4 + 2 + 3 real tokens; the two padding positions are not counted.
+        let (status, _, _) = send(&s, post_json(r#"{"inputs": ["a b", "", "a"]}"#)).await;
+        assert_eq!(status, StatusCode::OK);
+        // Answers other than 200 are not counted.
+        let (status, _, _) = send(&s, post_json(r#"{"inputs": []}"#)).await;
+        assert_eq!(status.as_u16(), 422);
+        let (status, _, _) = send(&s, post_json(r#"{"inputs": "a a a a", "truncate": false}"#)).await;
+        assert_eq!(status.as_u16(), 422);
+
+        let (_, _, m) = metrics(&s).await;
+        assert_eq!(m["embbench_requests_total"], 2.0);
+        assert_eq!(m["embbench_inputs_total"], 4.0);
+        assert_eq!(m["embbench_tokens_total"], 13.0);
+        assert_eq!(m["embbench_batch_size_bucket{le=\"1\"}"], 1.0);
+        assert_eq!(m["embbench_batch_size_bucket{le=\"2\"}"], 1.0);
+        assert_eq!(m["embbench_batch_size_bucket{le=\"4\"}"], 2.0);
+        assert_eq!(m["embbench_batch_size_bucket{le=\"+Inf\"}"], 2.0);
+        assert_eq!(m["embbench_batch_size_sum"], 4.0);
+        assert_eq!(m["embbench_batch_size_count"], 2.0);
+        let phases: f64 = ["parse", "tokenize", "queue", "inference", "serialize"]
+            .iter()
+            .map(|p| m[&format!("embbench_{p}_seconds_total")])
+            .sum();
+        assert!((phases - m["embbench_request_seconds_total"]).abs() < 1e-8, "the phases add up to request: {m:?}");
+    }
+
+    #[tokio::test]
+    async fn a_backend_failure_is_not_counted() {
+        let s = ready_state(Arc::new(FakeBackend { fail: true, ..Default::default() }), 1);
+        let (status, _, _) = send(&s, post_json(r#"{"inputs": "a"}"#)).await;
+        assert_eq!(status.as_u16(), 500);
+        let (_, _, m) = metrics(&s).await;
+        assert_eq!(m["embbench_requests_total"], 0.0);
+        assert_eq!(m["embbench_inference_seconds_total"], 0.0);
+        assert_eq!(m["embbench_batch_size_count"], 0.0);
+    }
+
+    #[tokio::test]
+    async fn timing_headers_are_the_phases_of_their_request() {
+        // A slow backend makes inference the bulk of the request.
+        let s = ready_state(Arc::new(FakeBackend { delay_ms: 30, ..Default::default() }), 1);
+        // Unknown fields are parsed and skipped: parsing this body is work the tokenize phase must not hold.
+        let body = format!(r#"{{"inputs": "a b", "pad": "{}"}}"#, "x".repeat(150));
+        let (status, headers, _) = send(&s, post_json(&body)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, _, m) = metrics(&s).await;
+        let ms = |p: &str| m[&format!("embbench_{p}_seconds_total")] * 1000.0;
+        // The headers have 3 decimals (µs); the counters are exact.
+        let close = |header: f64, counters: f64| (header - counters).abs() <= 0.0005 + 1e-9;
+        let tok = header_ms(&headers, "x-tokenization-time");
+        let inf = header_ms(&headers, "x-inference-time");
+        let total = header_ms(&headers, "x-total-time");
+        assert!(ms("parse") > 0.0, "parsing is measured: {m:?}");
+        assert!(close(tok, ms("tokenize")), "x-tokenization-time {tok} is the tokenize phase alone: {m:?}");
+        assert!(close(inf, ms("queue") + ms("inference")), "x-inference-time {inf}: {m:?}");
+        assert!(inf >= 30.0, "x-inference-time {inf} holds the model call");
+        assert!(close(total, ms("request")), "x-total-time {total}: {m:?}");
+        assert!(total >= tok + inf - 0.001, "{total} >= {tok} + {inf}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_for_an_inference_slot_is_queue_time() {
+        let s = ready_state(Arc::new(FakeBackend { delay_ms: 60, ..Default::default() }), 1);
+        let requests: Vec<_> = (0..2)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                tokio::spawn(async move { send(&s, post_json(r#"{"inputs": "a"}"#)).await })
+            })
+            .collect();
+        let mut inference_headers = Vec::new();
+        for r in requests {
+            let (status, headers, _) = r.await.unwrap();
+            assert_eq!(status, StatusCode::OK);
+            inference_headers.push(header_ms(&headers, "x-inference-time"));
+        }
+        let (_, _, m) = metrics(&s).await;
+        let queue = m["embbench_queue_seconds_total"];
+        let inference = m["embbench_inference_seconds_total"];
+        // One request ran while the other waited for the only slot (MAX_INFLIGHT=1).
+        assert!(inference >= 0.12, "two 60 ms inferences: {m:?}");
+        assert!(queue >= 0.03, "the second request queued behind the first: {m:?}");
+        assert!(queue < inference, "{m:?}");
+        // The waiter's x-inference-time holds its queue time too.
+        let slowest = inference_headers.iter().cloned().fold(0.0, f64::max);
+        assert!(slowest >= 90.0, "{inference_headers:?}");
     }
 }

@@ -9,19 +9,24 @@ pub mod backend;
 pub mod error;
 pub mod http;
 pub mod info;
+pub mod metrics;
 pub mod request;
 pub mod settings;
+pub mod startup;
+#[cfg(test)]
+mod test_support;
 pub mod tokenize;
 
-pub use backend::{Backend, FrameworkInfo, Loaded, Loader};
+pub use backend::{Backend, FrameworkInfo, LoadProgress, Loaded, Loader};
 pub use error::{ApiError, ErrorKind};
 pub use settings::{ModelSpec, Pooling, Settings};
 pub use tokenize::{TextTokenizer, TokenBatch};
 
 use anyhow::{Context, Result};
+use startup::Stage;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Runs a server: reads the environment, binds the port, loads the model in the background, serves
 /// until SIGTERM or SIGINT. Exit code 2 for bad settings, 1 when the model cannot load.
@@ -91,27 +96,47 @@ async fn run(settings: Settings, spec: ModelSpec, load: Loader) -> Result<()> {
     axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
 }
 
-/// Loads tokenizer and backend, then answers one warm-up inference: `/health` reports 200 only after.
-fn load_and_warm_up(state: &http::AppState, load: Loader) -> Result<http::Ready> {
-    std::thread::sleep(Duration::from_millis(state.settings.load_delay_ms));
-    let started = Instant::now();
+/// Loads backend and tokenizer, then (with `WARMUP=1`) answers one warm-up inference, stamping each
+/// stage for `/info`. `/health` reports 200 once this returns.
+fn load_and_warm_up(
+    state: &http::AppState,
+    load: impl FnOnce(&Settings, &ModelSpec, &LoadProgress<'_>) -> Result<Loaded>,
+) -> Result<http::Ready> {
+    let progress = LoadProgress::new(&state.startup, Duration::from_millis(state.settings.load_delay_ms));
+    let loaded = load(&state.settings, &state.spec, &progress)?;
+    let Some(runtime_ready) = state.startup.get(Stage::RuntimeReady) else {
+        anyhow::bail!("the backend loaded without reporting its runtime ready (LoadProgress::runtime_ready)");
+    };
     let tokenizer = TextTokenizer::load(&state.settings.model_dir, state.spec.max_seq_length)?;
-    let loaded = load(&state.settings, &state.spec)?;
-    let loaded_in = started.elapsed();
-    let batch = tokenizer.encode(&["warm-up".to_string()], true).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rows = loaded.backend.embed(&batch).context("the warm-up inference failed")?;
-    let dim = rows.first().map_or(0, Vec::len);
-    anyhow::ensure!(
-        dim == state.spec.embedding_dim,
-        "the model answers {dim} values per row, embbench_model.json says embedding_dim={}",
-        state.spec.embedding_dim
-    );
+    state.startup.mark(Stage::ModelLoaded);
+    if state.settings.warmup {
+        // Straight to the backend, not through /embed: the warm-up is not counted in /metrics.
+        let batch = tokenizer.encode(&["warm-up".to_string()], true).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rows = loaded.backend.embed(&batch).context("the warm-up inference failed")?;
+        let dim = rows.first().map_or(0, Vec::len);
+        anyhow::ensure!(
+            dim == state.spec.embedding_dim,
+            "the model answers {dim} values per row, embbench_model.json says embedding_dim={}",
+            state.spec.embedding_dim
+        );
+        state.startup.mark(Stage::Warmed);
+    }
+    let ms = |from: Option<f64>, to: Option<f64>| match (from, to) {
+        (Some(a), Some(b)) => format!("{:.0} ms", (b - a) * 1000.0),
+        _ => "-".to_string(),
+    };
     eprintln!(
-        "embbench-server: {} {} loaded in {:.0} ms, warmed up in {:.0} ms",
+        "embbench-server: {} {}: runtime ready {} after the process started, model loaded in {} (LOAD_DELAY_MS={} included), warm-up {}",
         loaded.info.framework,
         loaded.info.framework_version,
-        loaded_in.as_secs_f64() * 1000.0,
-        (started.elapsed() - loaded_in).as_secs_f64() * 1000.0
+        ms(state.startup.process_start(), Some(runtime_ready)),
+        ms(Some(runtime_ready), state.startup.get(Stage::ModelLoaded)),
+        state.settings.load_delay_ms,
+        if state.settings.warmup {
+            ms(state.startup.get(Stage::ModelLoaded), state.startup.get(Stage::Warmed))
+        } else {
+            "skipped (WARMUP=0)".to_string()
+        },
     );
     Ok(http::Ready { backend: Arc::from(loaded.backend), tokenizer: Arc::new(tokenizer), info: loaded.info })
 }
@@ -122,5 +147,102 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{fake_info, settings, spec, FakeBackend, ModelDir};
+
+    /// A server state over a model folder holding the tiny tokenizer.
+    fn loading_state(dir: &ModelDir, warmup: bool, load_delay_ms: u64) -> Arc<http::AppState> {
+        let settings = Settings { warmup, load_delay_ms, ..settings(dir.0.clone(), 1) };
+        http::AppState::new(settings, spec())
+    }
+
+    #[test]
+    fn stages_are_stamped_in_order_and_the_load_delay_counts_as_model_load() {
+        let dir = ModelDir::new("stamps");
+        let state = loading_state(&dir, true, 80);
+        let backend = Arc::new(FakeBackend::default());
+        let handle = Arc::clone(&backend);
+        let mut called_at = None;
+        let ready = load_and_warm_up(&state, |_, _, progress| {
+            called_at = Some(startup::monotonic_seconds());
+            progress.runtime_ready();
+            progress.runtime_ready(); // a second call neither restamps nor sleeps again
+            Ok(Loaded { backend: Box::new(handle), info: fake_info() })
+        })
+        .unwrap();
+        let after = startup::monotonic_seconds();
+
+        let s = &state.startup;
+        let (process_start, runtime_ready, model_loaded, warmed) = (
+            s.process_start().unwrap(),
+            s.get(Stage::RuntimeReady).unwrap(),
+            s.get(Stage::ModelLoaded).unwrap(),
+            s.get(Stage::Warmed).unwrap(),
+        );
+        assert!(process_start <= called_at.unwrap());
+        assert!(called_at.unwrap() <= runtime_ready);
+        assert!(runtime_ready + 0.080 <= model_loaded, "LOAD_DELAY_MS=80 sleeps after runtime_ready");
+        assert!(model_loaded - runtime_ready < 0.160, "and only once: {}", model_loaded - runtime_ready);
+        assert!(model_loaded <= warmed && warmed <= after);
+        // The warm-up embedded "warm-up" ([CLS] [UNK] [SEP]) once, and nothing was counted.
+        let seen = backend.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].input_ids, vec![2, 1, 3]);
+        assert!(state.metrics.render().contains("embbench_requests_total 0\n"));
+        assert_eq!(ready.info, fake_info());
+    }
+
+    #[test]
+    fn warmup_0_skips_the_warm_up_inference() {
+        let dir = ModelDir::new("no-warmup");
+        let state = loading_state(&dir, false, 0);
+        let backend = Arc::new(FakeBackend::default());
+        let handle = Arc::clone(&backend);
+        load_and_warm_up(&state, |_, _, progress| {
+            progress.runtime_ready();
+            Ok(Loaded { backend: Box::new(handle), info: fake_info() })
+        })
+        .unwrap();
+        assert!(backend.seen.lock().unwrap().is_empty(), "no inference ran");
+        assert!(state.startup.get(Stage::ModelLoaded).is_some());
+        assert_eq!(state.startup.get(Stage::Warmed), None);
+        assert!(state.startup.to_json()["warmed"].is_null());
+    }
+
+    #[test]
+    fn a_loader_that_never_reports_its_runtime_ready_is_an_error() {
+        let dir = ModelDir::new("no-runtime-ready");
+        let state = loading_state(&dir, true, 0);
+        let e = load_and_warm_up(&state, |_, _, _| {
+            Ok(Loaded { backend: Box::new(FakeBackend::default()), info: fake_info() })
+        })
+        .err()
+        .unwrap();
+        assert!(format!("{e:#}").contains("runtime_ready"), "{e:#}");
+    }
+
+    #[test]
+    fn a_warm_up_answering_the_wrong_dimension_is_an_error() {
+        struct TwoValues;
+        impl Backend for TwoValues {
+            fn embed(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
+                Ok(vec![vec![0.0, 1.0]; batch.batch])
+            }
+        }
+        let dir = ModelDir::new("wrong-dim");
+        let state = loading_state(&dir, true, 0);
+        let e = load_and_warm_up(&state, |_, _, progress| {
+            progress.runtime_ready();
+            Ok(Loaded { backend: Box::new(TwoValues), info: fake_info() })
+        })
+        .err()
+        .unwrap();
+        assert!(format!("{e:#}").contains("embedding_dim=3"), "{e:#}");
+        assert_eq!(state.startup.get(Stage::Warmed), None);
     }
 }

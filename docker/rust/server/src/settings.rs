@@ -16,6 +16,8 @@ pub struct Settings {
     pub max_inflight: usize,
     pub max_body_bytes: usize,
     pub load_delay_ms: u64,
+    /// `WARMUP`: run one warm-up inference before `/health` turns 200.
+    pub warmup: bool,
 }
 
 impl Settings {
@@ -40,6 +42,7 @@ impl Settings {
             max_inflight: parse_number("MAX_INFLIGHT", get("MAX_INFLIGHT"), 1usize, 1)?,
             max_body_bytes: parse_number("MAX_BODY_BYTES", get("MAX_BODY_BYTES"), 2_097_152usize, 1)?,
             load_delay_ms: parse_number("LOAD_DELAY_MS", get("LOAD_DELAY_MS"), 0u64, 0)?,
+            warmup: parse_switch("WARMUP", get("WARMUP"), true)?,
         })
     }
 }
@@ -56,6 +59,16 @@ where
         bail!("{name}={n} is too small: expected at least {min}");
     }
     Ok(n)
+}
+
+/// A 0/1 switch; anything else is an error naming the variable and its value.
+fn parse_switch(name: &str, value: Option<String>, default: bool) -> Result<bool> {
+    let Some(raw) = value else { return Ok(default) };
+    match raw.trim() {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ => bail!("{name}=\"{raw}\" is not 0 or 1: expected 1 (on) or 0 (off)"),
+    }
 }
 
 /// How token states become one vector (`pooling` in embbench_model.json).
@@ -115,6 +128,20 @@ mod tests {
         assert_eq!(s.max_inflight, 1);
         assert_eq!(s.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(s.load_delay_ms, 0);
+        assert!(s.warmup);
+    }
+
+    #[test]
+    fn warmup_is_0_or_1() {
+        let warmup = |v: &str| settings(&[("MODEL_DIR", "/m"), ("NUM_THREADS", "1"), ("WARMUP", v)]).map(|s| s.warmup);
+        assert!(!warmup("0").unwrap());
+        assert!(warmup("1").unwrap());
+        assert!(warmup(" 0 ").is_ok_and(|w| !w), "surrounding blanks are ignored, as for the numbers");
+        assert!(warmup("").unwrap(), "an empty value means the default, as for every variable");
+        for bad in ["x", "true", "no", "2", "01", "-1"] {
+            let e = warmup(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("WARMUP=\"{bad}\"")) && e.contains("not 0 or 1"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,11 @@ impl TokenBatch {
     pub fn lengths(&self) -> Vec<usize> {
         self.attention_mask.chunks(self.seq.max(1)).map(|row| row.iter().filter(|&&m| m != 0).count()).collect()
     }
+
+    /// Real tokens in the batch: special tokens included, padding excluded.
+    pub fn token_count(&self) -> usize {
+        self.attention_mask.iter().filter(|&&m| m != 0).count()
+    }
 }
 
 /// The model's tokenizer, set up for serving.
@@ -131,6 +136,11 @@ pub(crate) mod test_support {
 
     /// A word-level tokenizer with BERT-style special tokens: [CLS] text [SEP].
     pub(crate) fn tiny_tokenizer(max_seq_length: usize) -> TextTokenizer {
+        TextTokenizer::new(tiny_raw_tokenizer(), max_seq_length, 0).unwrap()
+    }
+
+    /// The tokenizer of [`tiny_tokenizer`], as tokenizer.json would hold it.
+    pub(crate) fn tiny_raw_tokenizer() -> Tokenizer {
         let vocab = [("[PAD]", 0), ("[UNK]", 1), ("[CLS]", 2), ("[SEP]", 3), ("a", 4), ("b", 5), ("c", 6)]
             .into_iter()
             .map(|(t, i)| (t.to_string(), i))
@@ -146,7 +156,7 @@ pub(crate) mod test_support {
                 .build()
                 .unwrap(),
         ));
-        TextTokenizer::new(tokenizer, max_seq_length, 0).unwrap()
+        tokenizer
     }
 }
 
@@ -165,6 +175,7 @@ mod tests {
         assert_eq!(b.input_ids, vec![2, 4, 5, 6, 3, 2, 4, 3, 0, 0, 2, 3, 0, 0, 0]);
         assert_eq!(b.attention_mask, vec![1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0]);
         assert_eq!(b.lengths(), vec![5, 3, 2]);
+        assert_eq!(b.token_count(), 10);
     }
 
     #[test]
