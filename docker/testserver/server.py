@@ -15,9 +15,10 @@ Start-up, in this order (the stamps of /info `startup` mark each boundary):
 
   IMPORT_MS       sleep this long after the interpreter is up, then bind the port: runtime_ready is
                   process_start + interpreter start + IMPORT_MS (default 0)
-  LOAD_DELAY_MS   then sleep this long before loading the "model"; /health answers 503 meanwhile
+  LOAD_DELAY_MS   the "model" load (the memory work below, then a sleep) takes this long in all, or
+                  as long as the memory work when that is longer; /health answers 503 meanwhile
                   (default 0)
-  FILE_MB,        then map the first FILE_MB MiB of the file at FILE_PATH (relative to MODEL_DIR
+  FILE_MB,        first map the first FILE_MB MiB of the file at FILE_PATH (relative to MODEL_DIR
   FILE_PATH       when not absolute) read-only and read one byte per page, so it is all resident and
                   file-backed (Pss_File); the mapping is kept (default 0: nothing mapped). A missing
                   or shorter file stops the server at start, naming both
@@ -28,8 +29,8 @@ Start-up, in this order (the stamps of /info `startup` mark each boundary):
                   FILE_MB + ANON_MB (default 0). model_loaded is stamped here
   WARMUP          1: the warm-up runs (default); 0: skipped, /health turns 200 at model_loaded and
                   `warmed` stays null. Anything else stops the server
-  WARMUP_MS       the warm-up sleeps this long; warmed is stamped after it and /health turns 200
-                  (default 0). It is not counted in /metrics
+  WARMUP_MS       the warm-up (one embed, then a sleep) takes this long in all; warmed is stamped
+                  after it and /health turns 200 (default 0). It is not counted in /metrics
 
 Serving /embed; the phases of /metrics (and the timing headers) are measured at these points:
 parse = json.loads and validation; tokenize = counting words (tiny); queue = waiting for a worker
@@ -247,17 +248,20 @@ def embed(text: str) -> list[float]:
 def load() -> None:
     """The model load and warm-up, on their own thread while the port already answers 503."""
     name_thread("loader")
-    time.sleep(LOAD_DELAY_S)
+    started = time.monotonic()
     if FILE_BYTES > 0:
         held.append(map_file(FILE_PATH, FILE_BYTES))
     if ANON_BYTES > 0:
         held.append(touched_anonymous(ANON_BYTES))
     if LOAD_PEAK_BYTES > 0:
         touched_anonymous(LOAD_PEAK_BYTES).close()  # munmap: the pages go back to the OS
+    # The load phase lasts LOAD_DELAY_MS in all, the memory work above included.
+    time.sleep(max(0.0, LOAD_DELAY_S - (time.monotonic() - started)))
     STAMPS["model_loaded"] = time.monotonic()
     if WARMUP:
+        loaded = STAMPS["model_loaded"]
         embed("warm-up")
-        time.sleep(WARMUP_S)
+        time.sleep(max(0.0, WARMUP_S - (time.monotonic() - loaded)))
         STAMPS["warmed"] = time.monotonic()
     HEALTHY.set()
 

@@ -154,15 +154,16 @@ export async function runWindow(
     spec.outFile,
     signal,
     probe && {
+      // The wall span encloses the CPU readings, so busy cores can never exceed the cpuset.
       before: async () => {
+        t0 = performance.now();
         c0 = await probe.cpuSeconds();
         h0 = probe.hostTimes();
-        t0 = performance.now();
       },
       after: async () => {
-        t1 = performance.now();
         c1 = await probe.cpuSeconds();
         h1 = probe.hostTimes();
+        t1 = performance.now();
       },
     },
   );

@@ -123,7 +123,7 @@ export function cpuFigures(windows: WindowRecord[], c: ResourceContext): CpuFigu
   };
 }
 
-/** Memory over passes: medians of the steady figures and the load peak, the highest peak. */
+/** Memory over passes: medians of the steady figures; the load peak and the peak, the highest of any pass. */
 export function memoryFigures(passes: PassMemory[]): MemoryFigures | undefined {
   if (passes.length === 0) return undefined;
   const out: MemoryFigures = {
