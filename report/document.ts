@@ -187,9 +187,10 @@ export const finite = (v: number | undefined): v is number => v !== undefined &&
 
 /** A number with fixed decimals and thousands separators; "–" for missing values. */
 export function fmt(v: number | undefined, digits = 1): string {
-  return finite(v)
-    ? v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
-    : "–";
+  if (!finite(v)) return "–";
+  const text = v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  // A tiny negative (a difference of two equal figures) rounds to "-0.00": show it as zero.
+  return /^-[0.,]+$/.test(text) ? text.slice(1) : text;
 }
 
 /** A chart value with as many decimals as its size needs: 0.12, 12.3, 1,234. */
