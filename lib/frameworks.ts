@@ -35,3 +35,24 @@ export function latestImage(id: string): string {
 export function findFramework(id: string): Framework | undefined {
   return FRAMEWORKS.find((f) => f.id === id);
 }
+
+/** How a server admits requests to inference (docker/CONTRACT.md, "Serving modes and the batcher"). */
+export const SERVING_MODES = ["sequential", "batched"] as const;
+export type ServingMode = (typeof SERVING_MODES)[number];
+
+/**
+ * A framework served in a mode: what a run measures and a report ranks. Sequential keeps the bare
+ * framework id (so a run that measures one mode reads as before); other modes add "+<mode>".
+ */
+export function serverId(framework: string, serving: ServingMode = "sequential"): string {
+  return serving === "sequential" ? framework : `${framework}+${serving}`;
+}
+
+/** The framework and mode of a server id. */
+export function parseServerId(id: string): { framework: string; serving: ServingMode } {
+  const [framework, mode] = id.split("+");
+  const serving = (SERVING_MODES as readonly string[]).includes(mode ?? "")
+    ? mode as ServingMode
+    : "sequential";
+  return { framework: framework!, serving };
+}

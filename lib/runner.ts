@@ -16,7 +16,7 @@ import { calibrateGemm, GEMM_FRAMEWORKS } from "./engine/gemm.ts";
 import { residentMemory } from "./engine/memory.ts";
 import type { Environment } from "./env.ts";
 import { RunError } from "./errors.ts";
-import { latestImage } from "./frameworks.ts";
+import { latestImage, serverId, type ServingMode } from "./frameworks.ts";
 import { type MeasurementRules, measurePass, type PassResult } from "./load/pass.ts";
 import { readCellRequests } from "./load/requests.ts";
 import { log } from "./log.ts";
@@ -124,18 +124,21 @@ export async function stopLeftoverLoad(ohaDir: string): Promise<number> {
   return found.length;
 }
 
-/** A block of cells measured in one container: one model on one framework. */
+/** A block of cells measured in one container: one model on one framework in one serving mode. */
 interface Block {
   model: string;
   framework: string;
+  serving: ServingMode;
   cells: Cell[];
 }
 
 function blocksOf(cells: Cell[]): Block[] {
   const blocks = new Map<string, Block>();
   for (const c of cells) {
-    const key = `${c.model}\0${c.framework}`;
-    if (!blocks.has(key)) blocks.set(key, { model: c.model, framework: c.framework, cells: [] });
+    const key = `${c.model}\0${serverId(c.framework, c.serving)}`;
+    if (!blocks.has(key)) {
+      blocks.set(key, { model: c.model, framework: c.framework, serving: c.serving, cells: [] });
+    }
     blocks.get(key)!.cells.push(c);
   }
   return [...blocks.values()];
@@ -394,7 +397,7 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
     const capacity = Math.max(
       0,
       ...cells.filter((c) =>
-        c.model === cell.model && c.framework === cell.framework &&
+        c.model === cell.model && c.framework === cell.framework && c.serving === cell.serving &&
         c.sequenceLength === cell.sequenceLength &&
         c.rateFraction === undefined && c.batchSize === 1
       ).map((c) => passRecords.get(c.id)?.get(pass)?.result)
@@ -423,7 +426,8 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
         if (o.signal.aborted) break;
         const pending = block.cells.filter((c) => !done.has(c.id) && !passRecords.get(c.id)?.has(pass));
         if (pending.length === 0) continue;
-        const { model, framework } = block;
+        const { model, framework, serving } = block;
+        const name = serverId(framework, serving);
         const key = `${model}\0${framework}`;
         if (!gated.has(key)) {
           try {
@@ -451,7 +455,12 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
           healthTimeoutS: o.config.container.health_timeout_s,
           runId: o.runId,
           threads,
-          env: o.serverEnv,
+          env: {
+            SERVING: serving,
+            MAX_BATCH_TOKENS: String(o.config.container.max_batch_tokens),
+            MAX_WAIT_US: String(o.config.container.max_wait_us),
+            ...o.serverEnv,
+          },
         };
         if (rules.cold_starts > 0 && !info.coldStarts?.[model]?.[framework]) {
           // The true cold first request, before this framework serves any cell of the model.
@@ -505,10 +514,10 @@ export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
           }
           // The new container's shim started on any CPU: move it off the server's.
           await keepOffServer(serverCpus, online);
-          info.frameworks[framework] = { image, imageId: await o.engine.imageId(image), info: server.info };
+          info.frameworks[name] = { image, imageId: await o.engine.imageId(image), info: server.info };
           await writeJsonAtomic(paths.run, info);
           log.info(
-            `pass ${pass}/${passes}: ${framework} serving ${model}, healthy after ${
+            `pass ${pass}/${passes}: ${name} serving ${model}, healthy after ${
               server.loadTimeMs.toFixed(0)
             } ms`,
           );

@@ -56,6 +56,7 @@ const MODELS = `models:
 `;
 const CONFIG = `active_models: [m]
 frameworks: [torch, candle]
+serving: [sequential, batched]
 scenarios:
   - { name: single_query, concurrency: 1, num_requests: 10, batch_size: 1 }
   - { name: batch_processing, concurrency: 1, num_requests: 10, batch_size: 8 }
@@ -87,15 +88,18 @@ Deno.test("runBenchmark() fails every cell of a framework whose container crashe
     environment: {} as Environment,
     signal: new AbortController().signal,
   });
-  deepStrictEqual([summary.ok, summary.failed], [0, 8]);
-  equal(engine.started.length, 2, "one start attempt per framework, not one per cell");
-  deepStrictEqual(engine.started.map((s) => [s.image, s.cpuset, s.env.NUM_THREADS]), [
-    ["embbench/torch:latest", "0", "1"],
-    ["embbench/candle:latest", "0", "1"],
+  deepStrictEqual([summary.ok, summary.failed], [0, 16]);
+  equal(engine.started.length, 4, "one start attempt per framework and serving mode, not one per cell");
+  deepStrictEqual(engine.started.map((s) => [s.image, s.cpuset, s.env.NUM_THREADS, s.env.SERVING]), [
+    ["embbench/torch:latest", "0", "1", "sequential"],
+    ["embbench/torch:latest", "0", "1", "batched"],
+    ["embbench/candle:latest", "0", "1", "sequential"],
+    ["embbench/candle:latest", "0", "1", "batched"],
   ]);
-  deepStrictEqual(engine.removed, ["c1", "c2"], "each crashed container is removed");
+  deepStrictEqual(engine.removed, ["c1", "c2", "c3", "c4"], "each crashed container is removed");
   const cells = await readCells(join(dir, "run"));
-  equal(cells.size, 8);
+  equal(cells.size, 16);
+  ok(cells.has("m__candle+batched__single_query__seq32"), "batched cells carry the mode in their id");
   for (const c of cells.values()) {
     equal(c.status, "failed");
     ok(c.failure?.includes("did not start: container exited with code 139"), c.failure);

@@ -4,7 +4,7 @@
  * one test per verdict on the per-request data or window rates, one Holm correction over the whole
  * summary). Nothing is measured here; every value comes from the cell files and request logs.
  */
-import { findFramework, FRAMEWORKS } from "../lib/frameworks.ts";
+import { findFramework, FRAMEWORKS, parseServerId, SERVING_MODES } from "../lib/frameworks.ts";
 import type { CellResult } from "../lib/results/results.ts";
 import type { PercentileKey } from "../lib/stats/quantiles.ts";
 import {
@@ -80,18 +80,32 @@ export const METRICS: Record<Exclude<Metric["id"], "cost">, Metric> = {
 
 /** Display name and colour of a framework; unknown ids (test servers) get a stable grey-blue. */
 export function frameworkStyle(id: string): { label: string; colour: string } {
-  const f = findFramework(id);
-  if (f) return { label: f.label, colour: f.colour };
+  const { framework, serving } = parseServerId(id);
+  const f = findFramework(framework);
+  if (f) {
+    // Another serving mode of a framework: its label says so, its colour is a lighter tint of the framework's.
+    return serving === "sequential"
+      ? { label: f.label, colour: f.colour }
+      : { label: `${f.label}, ${serving}`, colour: tint(f.colour, 0.45) };
+  }
   let h = 0;
   for (const ch of id) h = (h * 31 + ch.charCodeAt(0)) % 360;
   return { label: id, colour: `hsl(${h}, 25%, 45%)` };
 }
 
-/** Frameworks in the fixed order of lib/frameworks.ts, unknown ones after, alphabetically. */
+/** A #rrggbb colour mixed with white by `amount` (0: unchanged, 1: white). */
+export function tint(hex: string, amount: number): string {
+  const n = parseInt(hex.slice(1), 16);
+  const mix = (c: number) => Math.round(c + (255 - c) * amount).toString(16).padStart(2, "0");
+  return `#${mix((n >> 16) & 255)}${mix((n >> 8) & 255)}${mix(n & 255)}`;
+}
+
+/** Frameworks (and their serving modes) in the fixed order of lib/frameworks.ts, unknown ones after, alphabetically. */
 export function frameworkOrder(ids: Iterable<string>): string[] {
   const rank = (id: string) => {
-    const i = FRAMEWORKS.findIndex((f) => f.id === id);
-    return i < 0 ? FRAMEWORKS.length : i;
+    const { framework, serving } = parseServerId(id);
+    const i = FRAMEWORKS.findIndex((f) => f.id === framework);
+    return (i < 0 ? FRAMEWORKS.length : i) * SERVING_MODES.length + SERVING_MODES.indexOf(serving);
   };
   return [...new Set(ids)].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }

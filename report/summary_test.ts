@@ -10,6 +10,7 @@ import {
   rank,
   summarize,
   testVerdicts,
+  tint,
   verdictText,
 } from "./summary.ts";
 
@@ -102,4 +103,18 @@ Deno.test("frameworks keep their order and colour; unknown ones get a stable col
   equal(frameworkStyle("candle").colour, "#E69F00");
   equal(frameworkStyle("testserver").colour, frameworkStyle("testserver").colour);
   equal(frameworkStyle("testserver").label, "testserver");
+});
+
+Deno.test("a framework's batched mode is its own series: labelled, a tint of its colour, ordered after it", () => {
+  const seq = frameworkStyle("onnx-cpp");
+  const bat = frameworkStyle("onnx-cpp+batched");
+  equal(bat.label, `${seq.label}, batched`);
+  equal(tint("#000000", 0.5), "#808080");
+  equal(bat.colour, tint(seq.colour, 0.45));
+  deepStrictEqual(frameworkOrder(["candle", "onnx-cpp+batched", "torch", "onnx-cpp"]), [
+    "torch",
+    "onnx-cpp",
+    "onnx-cpp+batched",
+    "candle",
+  ]);
 });

@@ -1,4 +1,5 @@
 /** `embbench report [run-dir]`: writes <run-dir>/report.html and report.md from run.json and the cell files. */
+import { serverId } from "../lib/frameworks.ts";
 import { join, resolve } from "node:path";
 import type { GlobalOptions } from "../lib/context.ts";
 import { UsageError } from "../lib/errors.ts";
@@ -38,6 +39,9 @@ export async function loadRun(runDir: string): Promise<LoadedRun> {
   }
   try {
     const cells = await readCells(runDir);
+    // The report ranks servers, a framework in a serving mode: a batched cell is shown as its own
+    // series ("onnx-cpp+batched", labelled "ONNX Runtime (C++), batched").
+    for (const c of cells.values()) c.framework = serverId(c.framework, c.serving ?? "sequential");
     const samples = new Map<string, CellSample>();
     for (const c of cells.values()) {
       if (c.status !== "ok") continue;

@@ -28,6 +28,8 @@ export interface VerifyRecord {
   imageId: string;
   /** sha256 of the model's manifest.json: a re-converted model needs verifying again. */
   modelManifest: string;
+  /** The serving modes checked (each in its own container). */
+  serving?: string[];
   ok: boolean;
   checks: ConformanceCheck[];
   at: string;
@@ -80,28 +82,45 @@ export async function verifyOne(o: {
     runId: `verify-${o.framework}-${o.model}`,
     threads,
   };
-  log.info(`verify ${o.framework} with ${o.model}: starting ${image} (NUM_THREADS=${threads})`);
-  const s = await startServer(o.engine, { ...serverOptions, env: { LOAD_DELAY_MS: "1500" } });
-  try {
-    checks.push({
-      name: "health answers 503 while loading, then 200",
-      ok: s.saw503,
-      detail: s.saw503
-        ? `healthy after ${s.loadTimeMs.toFixed(0)} ms`
-        : "never saw 503 although LOAD_DELAY_MS=1500",
-    });
-    checks.push(
-      ...await runConformance({
-        baseUrl: s.baseUrl,
-        modelDir,
-        maxBatch: o.config.container.max_batch,
-        maxBodyBytes: 2 * 1024 * 1024,
-        threads,
-        maxInflight: o.config.container.max_inflight,
-      }),
+  // Every configured serving mode is checked in its own container; the first start also shows the
+  // 503 phase (LOAD_DELAY_MS). Checks of another mode than the first carry its name.
+  for (const [i, serving] of o.config.serving.entries()) {
+    const env: Record<string, string> = {
+      SERVING: serving,
+      MAX_BATCH_TOKENS: String(o.config.container.max_batch_tokens),
+      MAX_WAIT_US: String(o.config.container.max_wait_us),
+      ...(i === 0 ? { LOAD_DELAY_MS: "1500" } : {}),
+    };
+    const tag = (c: ConformanceCheck): ConformanceCheck =>
+      i === 0 ? c : { ...c, name: `[${serving}] ${c.name}` };
+    log.info(
+      `verify ${o.framework} with ${o.model}: starting ${image} (NUM_THREADS=${threads}, SERVING=${serving})`,
     );
-  } finally {
-    await o.engine.remove(s.containerId);
+    const s = await startServer(o.engine, { ...serverOptions, env });
+    try {
+      if (i === 0) {
+        checks.push({
+          name: "health answers 503 while loading, then 200",
+          ok: s.saw503,
+          detail: s.saw503
+            ? `healthy after ${s.loadTimeMs.toFixed(0)} ms`
+            : "never saw 503 although LOAD_DELAY_MS=1500",
+        });
+      }
+      checks.push(
+        ...(await runConformance({
+          baseUrl: s.baseUrl,
+          modelDir,
+          maxBatch: o.config.container.max_batch,
+          maxBodyBytes: 2 * 1024 * 1024,
+          threads,
+          maxInflight: o.config.container.max_inflight,
+          serving,
+        })).map(tag),
+      );
+    } finally {
+      await o.engine.remove(s.containerId);
+    }
   }
   checks.push(await verifyNoWarmup(o.engine, serverOptions, modelDir));
   const record: VerifyRecord = {
@@ -110,6 +129,7 @@ export async function verifyOne(o: {
     image,
     imageId,
     modelManifest,
+    serving: [...o.config.serving],
     ok: checks.every((c) => c.ok),
     checks,
     at: new Date().toISOString(),
@@ -177,7 +197,8 @@ export async function verifyGate(o: Parameters<typeof verifyOne>[0]): Promise<vo
     ) as VerifyRecord;
     const current = await o.engine.imageId(image);
     const manifest = await sha256File(join(o.modelsDir, o.model, "manifest.json")).catch(() => "");
-    if (saved.imageId === current && saved.modelManifest === manifest) record = saved;
+    const modes = o.config.serving.every((m) => saved.serving?.includes(m) ?? m === "sequential");
+    if (saved.imageId === current && saved.modelManifest === manifest && modes) record = saved;
   } catch { /* no record yet */ }
   record ??= await verifyOne(o);
   if (!record.ok) {

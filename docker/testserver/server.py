@@ -47,6 +47,9 @@ parse = json.loads and validation; tokenize = counting words (tiny); queue = wai
   WORKERS         at most this many /embed requests are served at once, admitted first come first
                   served (default 0: unlimited). With WORKERS=1 the capacity is exactly
                   1000 / mean service time requests per second
+  SERVING         sequential (default) or batched: one batcher thread joins queued requests as
+                  docker/CONTRACT.md describes (MAX_BATCH_TOKENS, tokens = words + 2), one BURN_MS and
+                  SERVICE_MS per batch; WORKERS does not apply
   KEEPALIVE       0: every answer carries `Connection: close` and the connection is closed, like a
                   server that drops keep-alive (default 1)
   CACHE           1: a body seen before is answered from a cache at once, without SERVICE_MS,
@@ -304,6 +307,72 @@ class NoGate:
 
 
 GATE = FifoGate(WORKERS) if WORKERS > 0 else NoGate()
+SERVING = os.environ.get("SERVING", "sequential").strip() or "sequential"
+if SERVING not in ("sequential", "batched"):
+    sys.exit(f"error: SERVING must be sequential or batched, found '{SERVING}'")
+MAX_BATCH_TOKENS = int(env_number("MAX_BATCH_TOKENS", 16384, 1))
+
+
+class Pending:
+    """A request waiting in the batcher's queue: its texts and token counts, then its rows."""
+
+    def __init__(self, inputs: list[str], lengths: list[int]):
+        self.inputs, self.lengths = inputs, lengths
+        self.done = threading.Event()
+        self.rows: list[list[float]] = []
+        self.started = self.finished = 0.0
+        self.batch_rows = 0  # set on the batch's first request only: /metrics counts each batch once
+
+
+class Batcher:
+    """docker/CONTRACT.md's batcher, one worker: the oldest request, then the next ones in order while
+    the padded tokens stay within MAX_BATCH_TOKENS and at least half of them are real; one
+    "inference" (BURN_MS and SERVICE_MS once) per batch."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.queue: list[Pending] = []
+        threading.Thread(target=self.work, daemon=True).start()
+
+    def submit(self, p: Pending) -> None:
+        with self.cond:
+            self.queue.append(p)
+            self.cond.notify()
+        p.done.wait()
+
+    def take(self) -> list[Pending]:
+        with self.cond:
+            while not self.queue:
+                self.cond.wait()
+            batch = [self.queue.pop(0)]
+            rows, longest, real = len(batch[0].lengths), max(batch[0].lengths), sum(batch[0].lengths)
+            while self.queue:
+                nxt = self.queue[0]
+                r, lg, rl = rows + len(nxt.lengths), max(longest, *nxt.lengths), real + sum(nxt.lengths)
+                if r * lg > MAX_BATCH_TOKENS or rl * 2 < r * lg:
+                    break
+                batch.append(self.queue.pop(0))
+                rows, longest, real = r, lg, rl
+            return batch
+
+    def work(self) -> None:
+        name_thread("batcher")
+        while True:
+            batch = self.take()
+            started = time.perf_counter()
+            factor = slow_factor()
+            burn(BURN_S * factor)
+            for p in batch:
+                p.rows = [embed(t) for t in p.inputs]
+            sleep_until(started + SERVICE_S * factor)
+            finished = time.perf_counter()
+            batch[0].batch_rows = sum(len(p.inputs) for p in batch)
+            for p in batch:
+                p.started, p.finished = started, finished
+                p.done.set()
+
+
+BATCHER = Batcher() if SERVING == "batched" else None
 COUNTER_LOCK = threading.Lock()
 served = 0  # /embed requests admitted so far: decides which ones are slow
 CACHE_LOCK = threading.Lock()
@@ -438,6 +507,7 @@ class Handler(BaseHTTPRequestHandler):
             "embedding_dim": DIM, "max_seq_length": MAX_SEQ, "dtype": "float32",
             "threads": NUM_THREADS, "cpus": cpuset(os.sched_getaffinity(0)),
             "max_batch": MAX_BATCH, "max_inflight": WORKERS if WORKERS > 0 else MAX_INFLIGHT,
+            "serving": {"mode": SERVING, "max_batch_tokens": MAX_BATCH_TOKENS, "max_wait_us": 0},
             "build": {"server": "docker/testserver/server.py"},
             "warmup": WARMUP,
             "startup": {"clock": "monotonic", **STAMPS, "now": time.monotonic()},
@@ -483,7 +553,12 @@ class Handler(BaseHTTPRequestHandler):
         if CACHE:
             with CACHE_LOCK:
                 rows = cache.get(body)
-        if rows is None:
+        if rows is None and BATCHER is not None:
+            pending = Pending(inputs, [min(MAX_SEQ, len(t.split()) + 2) for t in inputs])
+            BATCHER.submit(pending)
+            rows, t_admitted, t_inferred = pending.rows, pending.started, pending.finished
+            batch = pending.batch_rows or None
+        elif rows is None:
             with GATE:
                 # Service starts at admission, so time spent queued for a worker is not service.
                 t_admitted = time.perf_counter()

@@ -10,7 +10,7 @@ import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "y
 import { z } from "zod";
 import { relative } from "node:path";
 import { ConfigError } from "../errors.ts";
-import { FRAMEWORK_IDS } from "../frameworks.ts";
+import { FRAMEWORK_IDS, SERVING_MODES } from "../frameworks.ts";
 import { type CpuTopology, parseCpuset, sharedCores } from "./cpuset.ts";
 
 const positiveInt = z.number().int().positive();
@@ -106,6 +106,10 @@ const ContainerSchema = z.strictObject({
    * siblings left to the HTTP and tokenizer threads) or all its logical CPUs.
    */
   threads: z.enum(["physical", "logical"]).default("physical"),
+  /** Batched mode: most padded tokens in one inference (MAX_BATCH_TOKENS). */
+  max_batch_tokens: positiveInt.default(16384),
+  /** Batched mode: how long a batch may wait for more requests, microseconds (MAX_WAIT_US). */
+  max_wait_us: nonNegativeInt.default(0),
 });
 
 const positiveNumber = z.number().positive();
@@ -165,6 +169,7 @@ export const DEFAULT_COST = {
 
 const QuickSchema = z.strictObject({
   active_models: z.array(z.string()).min(1).optional(),
+  serving: z.array(z.enum(SERVING_MODES)).min(1).optional(),
   scenarios: z.array(ScenarioSchema).min(1).optional(),
   concurrency_sweep: SweepSchema.optional(),
   input: InputSchema.optional(),
@@ -175,6 +180,8 @@ const QuickSchema = z.strictObject({
 export const BenchmarkConfigSchema = z.strictObject({
   active_models: z.array(z.string()).min(1),
   frameworks: z.array(z.enum(FRAMEWORK_IDS)).min(1),
+  /** Serving modes: each framework is measured in each, as a separately labelled set of cells. */
+  serving: z.array(z.enum(SERVING_MODES)).min(1).default(["sequential"]),
   scenarios: z.array(ScenarioSchema).min(1),
   concurrency_sweep: SweepSchema.optional(),
   input: InputSchema,
@@ -527,6 +534,9 @@ function crossChecks(
       config.quick.open_loop ?? (config.quick.input ? config.open_loop : undefined),
     );
   }
+  config.serving.forEach((m, i) => {
+    if (config.serving.indexOf(m) !== i) say(["serving", i], `serving[${i}] is "${m}", listed twice`);
+  });
   config.frameworks.forEach((f, i) => {
     if (config.frameworks.indexOf(f) !== i) {
       say(["frameworks", i], `frameworks[${i}] is "${f}", listed twice`);
@@ -620,6 +630,7 @@ export function applyQuick(config: BenchmarkConfig): BenchmarkConfig {
   return {
     ...config,
     active_models: q.active_models ?? config.active_models,
+    serving: q.serving ?? config.serving,
     scenarios: q.scenarios ?? config.scenarios,
     concurrency_sweep: q.concurrency_sweep ?? config.concurrency_sweep,
     input: q.input ?? config.input,

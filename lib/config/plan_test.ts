@@ -8,9 +8,9 @@ Deno.test("planCells() crosses models, frameworks, sequence lengths, scenarios a
     parseYaml("models.yaml", await Deno.readTextFile(new URL("models.yaml", root))),
     parseYaml("benchmark_config.yaml", await Deno.readTextFile(new URL("benchmark_config.yaml", root))),
   );
-  const cells = planCells(config, models);
-  // bge-m3 × 6 frameworks × 3 lengths × (5 scenarios + 8 sweep levels + 4 open-loop fractions)
-  equal(cells.length, 6 * 3 * (5 + 8 + 4));
+  const cells = planCells({ ...config, serving: ["sequential", "batched"] }, models);
+  // bge-m3 × 6 frameworks × 2 serving modes × 3 lengths × (5 scenarios + 8 sweep levels + 4 open-loop fractions)
+  equal(cells.length, 6 * 2 * 3 * (5 + 8 + 4));
   equal(new Set(cells.map((c) => c.id)).size, cells.length, "ids are unique");
   equal(cells[0]!.id, "bge-m3__torch__single_query__seq32");
   const sweep = cells.find((c) => c.id === "bge-m3__candle__sweep__seq512__c128")!;
@@ -24,7 +24,12 @@ Deno.test("planCells() crosses models, frameworks, sequence lengths, scenarios a
     1,
     1000,
   ]);
-  const forSeq = cells.filter((c) => c.framework === "onnx-cpp" && c.sequenceLength === 128);
+  const batched = cells.find((c) => c.id === "bge-m3__onnx-cpp+batched__sweep__seq128__c16")!;
+  deepStrictEqual([batched.framework, batched.serving, batched.concurrency], ["onnx-cpp", "batched", 16]);
+  equal(cells.filter((c) => c.serving === "batched").length, cells.length / 2, "each mode its own cells");
+  const forSeq = cells.filter((c) =>
+    c.framework === "onnx-cpp" && c.serving === "sequential" && c.sequenceLength === 128
+  );
   deepStrictEqual(
     forSeq.slice(-5).map((c) => c.scenario),
     ["sweep", "rate", "rate", "rate", "rate"],

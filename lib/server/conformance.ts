@@ -12,7 +12,14 @@
  */
 
 import { parseCpuset } from "../config/cpuset.ts";
-import { metricsDelta, type MetricsReading, parsePrometheus, PHASES, phaseTimes } from "./metrics.ts";
+import {
+  metricsDelta,
+  type MetricsReading,
+  parsePrometheus,
+  PHASES,
+  phaseTimes,
+  readMetrics,
+} from "./metrics.ts";
 
 /** One check's outcome; `detail` says what was measured or what was wrong. */
 export interface ConformanceCheck {
@@ -38,6 +45,8 @@ export interface ConformanceOptions {
   maxInflight?: number;
   /** Time limit of one request, ms; inference of the longest texts on one core can be slow. */
   requestTimeoutMs?: number;
+  /** The server's SERVING mode; "batched" adds the batched-rows check. */
+  serving?: "sequential" | "batched";
   /** /info's `warmup` must equal it (default true: the server was started without WARMUP=0). */
   warmup?: boolean;
   /** How long the busy-threads check loads the server, ms (default BUSY_LOAD_MS). */
@@ -1505,5 +1514,74 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
       typeof answer === "string" ? answer : `${answer.status} ${describe(answer.body)}`,
     );
   }
+  if (o.serving === "batched") checks.push(await checkBatchedRows(o.baseUrl, facts, timeoutMs));
   return checks;
+}
+
+/** Concurrent rounds the batched-rows check sends at most, waiting for the server to form a batch. */
+const BATCH_ROUNDS = 10;
+
+/**
+ * Batched mode must batch, and padding inside a batch must not change any row: each text is first
+ * embedded alone (a batch of one), then all of them are sent at once as separate requests, round
+ * after round, until /metrics shows that inferences held several requests' rows; every answer of
+ * every round must match the text's answer alone within the parity tolerance (MAX_ABS_DIFF), and
+ * /info must say `serving.mode` "batched".
+ */
+export async function checkBatchedRows(
+  baseUrl: string,
+  facts: Pick<ModelFacts, "sampleTexts" | "texts">,
+  timeoutMs: number,
+): Promise<ConformanceCheck> {
+  const name = "batched: concurrent requests share inferences, and every row equals the text's row alone";
+  const fail = (detail: string): ConformanceCheck => ({ name, ok: false, detail });
+  const info = await readInfo(baseUrl, timeoutMs);
+  if (typeof info === "string") return fail(info);
+  const serving = isRecord(info.serving) ? info.serving : undefined;
+  if (serving?.mode !== "batched") {
+    return fail(`/info serving is ${describe(info.serving)}: expected mode "batched"`);
+  }
+  const texts = [...new Set([...facts.sampleTexts, ...facts.texts].filter((t) => t !== ""))].slice(0, 8);
+  const embedOne = async (text: string): Promise<number[] | string> => {
+    const a = await request(baseUrl, "POST", "/embed", JSON.stringify({ inputs: [text] }), timeoutMs);
+    if (typeof a === "string") return a;
+    if (a.status !== 200) return `POST /embed answered ${a.status}: ${a.body.slice(0, 200)}`;
+    const rows = JSON.parse(a.body);
+    return Array.isArray(rows) && Array.isArray(rows[0])
+      ? rows[0] as number[]
+      : `unexpected answer ${describe(rows)}`;
+  };
+  const alone: number[][] = [];
+  for (const t of texts) {
+    const row = await embedOne(t);
+    if (typeof row === "string") return fail(`embedding a text alone: ${row}`);
+    alone.push(row);
+  }
+  let worst = 0;
+  let shared = 0;
+  let rounds = 0;
+  let inferences = 0;
+  let requests = 0;
+  for (; rounds < BATCH_ROUNDS && shared === 0; rounds++) {
+    const before = await readMetrics(baseUrl);
+    const rows = await Promise.all(texts.map(embedOne));
+    const after = await readMetrics(baseUrl);
+    for (const [i, row] of rows.entries()) {
+      if (typeof row === "string") return fail(`round ${rounds + 1}, text ${i}: ${row}`);
+      worst = Math.max(worst, maxAbsDiff(row, alone[i]!));
+    }
+    if (!before || !after) return fail("/metrics did not answer: cannot tell whether requests were batched");
+    const d = metricsDelta(before, after);
+    const n = d["embbench_requests_total"] ?? 0;
+    const k = d["embbench_batch_size_count"] ?? n;
+    requests += n;
+    inferences += k;
+    if (k < n) shared++;
+  }
+  const detail =
+    `${requests} concurrent requests of ${texts.length} texts in ${rounds} round(s) ran as ${inferences} ` +
+    `inferences; worst |Δ| to the text alone ${worst.toExponential(2)} (tolerance ${MAX_ABS_DIFF})`;
+  const metrics = { rounds, requests, inferences, worstAbsDiff: worst };
+  if (shared === 0) return { name, ok: false, detail: `never batched: ${detail}`, metrics };
+  return { name, ok: worst <= MAX_ABS_DIFF, detail, metrics };
 }

@@ -2,6 +2,7 @@ import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import {
   changeLastWord,
+  checkBatchedRows,
   checkBusyThreads,
   checkKeepAlive,
   checkMetrics,
@@ -987,3 +988,24 @@ for (const modelDir of modelDirs) {
     },
   });
 }
+
+Deno.test("checkBatchedRows() passes a batching server and fails one that does not batch", async () => {
+  const facts = { sampleTexts: ["one two", "three four", "five six"], texts: ["a b c", "d e f g", "h"] };
+  const batched = await startTestServerProcess({ SERVING: "batched", SERVICE_MS: "30" });
+  try {
+    const c = await checkBatchedRows(batched.baseUrl, facts, 10_000);
+    ok(c.ok, c.detail);
+    ok(c.metrics!.inferences! < c.metrics!.requests!, `inferences ${c.metrics!.inferences} < requests`);
+    equal(c.metrics!.worstAbsDiff, 0, "the test server's rows do not depend on their batch");
+  } finally {
+    await batched.stop();
+  }
+  const sequential = await startTestServerProcess({ SERVICE_MS: "5", WORKERS: "1" });
+  try {
+    const c = await checkBatchedRows(sequential.baseUrl, facts, 10_000);
+    ok(!c.ok);
+    match(c.detail, /expected mode "batched"/);
+  } finally {
+    await sequential.stop();
+  }
+});
