@@ -244,9 +244,11 @@ export function caveats(run: RunInfo, cells: CellResult[]): string[] {
     }); the servers reported NUM_THREADS ${
       threads.join(", ") || "–"
     } (/info threads). Another thread count can change every ranking.`,
-    `Serving: each server computes at most ${c.container.max_inflight} request(s) at a time (MAX_INFLIGHT), batches of at most ${c.container.max_batch} texts, and runs each request's texts as one batch: no server batches requests together (dynamic batching is not implemented yet), so under concurrency requests queue.${
-      batchedAcross(cells)
-    }`,
+    (c.serving ?? ["sequential"]).includes("batched")
+      ? `Serving: each framework was measured sequentially (each request its own inference, at most ${c.container.max_inflight} at a time, MAX_INFLIGHT) and batched (queued requests joined into one inference of at most ${c.container.max_batch_tokens} padded tokens, waiting at most ${c.container.max_wait_us} µs for more): the two are separate series ("…, batched"), and a pick names the mode it was measured in.`
+      : `Serving: each server computes at most ${c.container.max_inflight} request(s) at a time (MAX_INFLIGHT), batches of at most ${c.container.max_batch} texts, and runs each request's texts as one batch: this run measured no server batching requests together (serving mode "batched" was not configured), so under concurrency requests queue.${
+        batchedAcross(cells)
+      }`,
     `Not measured: GPUs, quantised models, other CPUs or instance types, several replicas per host, clients across a real network (the load generator shares the host, over loopback), long-running stability, and answers' quality ${
       run.verifyGate === false
         ? "at all (this run skipped 'embbench verify', so not even agreement with the PyTorch reference was checked)"

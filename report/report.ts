@@ -2,6 +2,7 @@
  * The run report as a document: summary, charts, every cell, failures, environment and the
  * methodology, all from run.json and the cell files. render.ts turns it into HTML and markdown.
  */
+import { servingSection } from "./serving.ts";
 import type { CellResult, RunInfo } from "../lib/results/results.ts";
 import { cpusetSize } from "../lib/server/server.ts";
 import { RATE_SCENARIO } from "../lib/config/plan.ts";
@@ -683,6 +684,7 @@ export function buildReport(
     blocks: [
       ...summarySection(cells, run, samples),
       ...recommendationsSection(run, cells, samples),
+      ...servingSection(cells),
       ...models.flatMap((m) =>
         modelSection(
           m,

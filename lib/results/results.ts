@@ -10,6 +10,7 @@ import type { BenchmarkConfig, ModelsFile } from "../config/config.ts";
 import type { Environment } from "../env.ts";
 import { exists } from "../fs.ts";
 import type { Cell } from "../config/plan.ts";
+import type { ServingMode } from "../frameworks.ts";
 import type { PassResult } from "../load/pass.ts";
 import type { CellFigures } from "../stats/cell.ts";
 import type { CellResources, PassMemory } from "../stats/resources.ts";
@@ -68,7 +69,9 @@ export interface RunInfo {
  * results/<run-id>/cells/<cell-id>.json: the cell as planned (lib/config/plan.ts), then what was
  * measured. Every request of every pass is in logs/requests/<cell-id>.p<pass>.csv.gz.
  */
-export interface CellResult extends Omit<Cell, "sweep">, Partial<CellFigures> {
+export interface CellResult extends Omit<Cell, "sweep" | "serving">, Partial<CellFigures> {
+  /** The serving mode; absent in cells written before modes existed, which were sequential. */
+  serving?: ServingMode;
   version: typeof RESULTS_VERSION;
   status: "ok" | "failed";
   /** Why a failed cell failed: container crash, OOM kill, health timeout, error rate above threshold. */
