@@ -93,7 +93,10 @@ export function levelRows(ok: CellResult[], seq: number): LevelRow[] {
 // ---------------------------------------------------------------------------------------------------
 // Server CPU
 
-/** Busy cores as shown: never above the cpuset's CPUs (the reading brackets oha a little wider than its wall time). */
+/**
+ * Busy cores as shown: never above the cpuset's CPUs. The window's wall span encloses its CPU readings,
+ * so only the Engine API's coarser stats (read where the cgroup files are not local) can exceed them.
+ */
 export function busyText(v: number | undefined, cpus: number, withTotal = false): Cell {
   if (!finite(v)) return "–";
   const shown = cpus > 0 ? Math.min(v, cpus) : v;
@@ -166,7 +169,7 @@ export function cpuSection(run: RunInfo, cells: CellResult[]): Block[] {
   const notes = [
     missing ? `${missing} ok cell(s) have no CPU figures (the container's CPU time could not be read).` : "",
     over.length
-      ? `${over.length} cell(s) measured more busy cores than the cpuset has CPUs (the CPU reading spans a little more than oha's run; under cgroup v1 or a remote engine the coarser Docker API is read instead); they are shown capped at ${cpus}: ${
+      ? `${over.length} cell(s) measured more busy cores than the cpuset has CPUs (the cgroup files were not local, so the coarser Docker Engine API stats were read instead); they are shown capped at ${cpus}: ${
         over.map((c) => c.id).join(", ")
       }.`
       : "",
