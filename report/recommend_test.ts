@@ -169,7 +169,8 @@ Deno.test("the section: a table of picks, then the caveats from the run", () => 
   );
   ok(
     items.some((i) =>
-      i.includes("at most 1 request(s) at a time (MAX_INFLIGHT)") && i.includes("serving mode \"batched\" was not configured")
+      i.includes("at most 1 request(s) at a time (MAX_INFLIGHT)") &&
+      i.includes('serving mode "batched" was not configured')
     ),
   );
   ok(items.some((i) => i.startsWith("Not measured:")));
