@@ -11,15 +11,6 @@ import os
 import sys
 
 
-def _limit_native_threads(num_threads: int) -> None:
-    """OpenMP, MKL and OpenBLAS size their pools when first loaded, from the host unless told:
-    give them NUM_THREADS before any framework is imported. Tokenization runs one thread per
-    request (no rayon pool sized from the host), like the compiled servers."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(name, str(num_threads))
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embbench_server", description=__doc__)
     parser.add_argument("--backend", default=os.environ.get("EMBBENCH_BACKEND", ""),
@@ -32,11 +23,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = settings_from_env()
-        _limit_native_threads(settings.num_threads)
-        from .backends import backend_class, check_backend_name
-        from .text_tokenizer import TextTokenizer
+        from .options import check_backend_name, check_options, set_native_thread_env
 
         framework = check_backend_name(args.backend)
+        check_options(framework)
+        # Before any framework (or numpy's BLAS) is loaded: they size and bind their pools once.
+        set_native_thread_env(framework, settings.num_threads)
+        from .backends import backend_class
+        from .text_tokenizer import TextTokenizer
+
         spec = load_model_spec(settings.model_dir)
         tokenizer = TextTokenizer(settings.model_dir / "pytorch", spec.max_seq_length)
     except ConfigError as e:
@@ -77,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     sock = config.bind_socket()
     sock.listen(config.backlog)
     log.info(
-        "%s on %s:%d, model %s, NUM_THREADS=%d MAX_BATCH=%d MAX_INFLIGHT=%d WARMUP=%d",
+        "%s on %s:%d, model %s, NUM_THREADS=%d MAX_BATCH=%d MAX_INFLIGHT=%d WARMUP=%d SERVING=%s%s",
         framework, settings.host, settings.port, settings.model_dir,
-        settings.num_threads, settings.max_batch, settings.max_inflight, settings.warmup,
+        settings.num_threads, settings.max_batch, settings.max_inflight, settings.warmup, settings.serving,
+        f" MAX_BATCH_TOKENS={settings.max_batch_tokens} MAX_WAIT_US={settings.max_wait_us}"
+        if settings.serving == "batched" else "",
     )
     server.run(sockets=[sock])
     return 1 if failures else 0

@@ -1,15 +1,17 @@
 """The HTTP layer: a plain ASGI app implementing docker/CONTRACT.md over one Backend.
 
 No web framework: the contract is four routes, and every status code and header is ours to set.
-Tokenization and inference run in thread pools (both libraries release the GIL), so the event
-loop only parses, validates and serialises; the inference pool has MAX_INFLIGHT threads, which is
-the cap on concurrent inferences, and further requests queue for a slot.
+The event loop parses and validates, tokenizes a small request itself (a hop to a thread costs more
+than tokenizing a few hundred characters; a larger request goes to the tokenize pool), queues the
+rows for the batcher's MAX_INFLIGHT inference threads (batcher.py) and serialises the answer: it
+never runs inference.
 
 Phases of an /embed request (the contract's /metrics table), all on time.perf_counter (CLOCK_MONOTONIC):
-body read -> parsed and validated (parse) -> padded batch back from the tokenize pool (tokenize)
--> an inference thread starts the call (queue: the wait for one of the MAX_INFLIGHT threads)
--> the backend's call returns in that thread (inference) -> answer serialised on the loop
-(serialize, which so includes the hop back to the loop). The phases tile the request phase.
+body read -> parsed and validated (parse) -> padded rows ready (tokenize) -> the inference holding
+them starts in an inference thread (queue: the wait in the FIFO queue, and in batched mode the
+padding of the batch) -> the backend's call returns in that thread (inference, the batch's call
+counted whole for each of its requests) -> answer serialised on the loop (serialize, which so
+includes the hop back to the loop). The phases tile the request phase.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ import orjson
 import tokenizers
 
 from .backends.base import Backend
+from .batcher import Batcher, Inference, Job, Outcome
 from .config import ModelSpec, Settings
 from .cpus import affinity_cpuset
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics, Phases
-from .procinfo import name_this_thread, os_threads, process_start_monotonic
-from .text_tokenizer import TextTokenizer, TokenBatch
+from .procinfo import name_this_thread, os_threads, process_start_monotonic, thread_cpus
+from .text_tokenizer import TextTokenizer
 
 log = logging.getLogger("embbench_server")
 
@@ -143,13 +146,15 @@ class EmbedServer:
         self.load_error = ""
         self.load_ms: float | None = None
         self._build: dict[str, Any] = {}
+        self._thread_cpus: list[dict[str, Any]] = []
         self._framework_version: str | None = None
         self._tokenize_pool = ThreadPoolExecutor(
             settings.max_inflight, thread_name_prefix="tokenize", initializer=name_this_thread, initargs=("tokenize",)
         )
-        self._infer_pool = ThreadPoolExecutor(
-            settings.max_inflight, thread_name_prefix="infer", initializer=name_this_thread, initargs=("infer",)
-        )
+        # A request with at most this many characters of text is tokenized on the event loop.
+        self.inline_tokenize_chars = settings.tokenize_inline_chars
+        self.batcher: Batcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._loader: threading.Thread | None = None
         self.metrics = Metrics()
         # CLOCK_MONOTONIC seconds; None until the stage is reached.
@@ -176,8 +181,10 @@ class EmbedServer:
             loading = time.monotonic()
             backend.load()
             loaded = self.startup["model_loaded"] = time.monotonic()
+            batcher = self._start_batcher(backend)
             if self.settings.warmup:
-                warm = backend.embed(self.tokenizer.encode([WARMUP_TEXT]))
+                # In an inference thread: where the runtime's per-thread state (torch's OpenMP pool) lives.
+                warm = batcher.call_in_worker(lambda: backend.embed(self.tokenizer.encode([WARMUP_TEXT])))
                 if warm.shape != (1, self.spec.embedding_dim):
                     raise RuntimeError(
                         f"warm-up embedding has shape {warm.shape}: expected (1, {self.spec.embedding_dim}) "
@@ -185,6 +192,8 @@ class EmbedServer:
                     )
                 self.startup["warmed"] = time.monotonic()
             self._build = backend.build_info()
+            # After the warm-up, when the runtime has started (and maybe pinned) its threads.
+            self._thread_cpus = thread_cpus()
             # The framework import and the model read; LOAD_DELAY_MS left out.
             self.load_ms = ((runtime_ready - started) + (loaded - loading)) * 1000
             log.warning(
@@ -201,9 +210,44 @@ class EmbedServer:
             if self.on_load_failure is not None:
                 self.on_load_failure(e)
 
+    def _start_batcher(self, backend: Backend) -> Batcher:
+        settings = self.settings
+        batcher = Batcher(
+            backend.embed,
+            self._deliver,
+            batched=settings.serving == "batched",
+            max_inflight=settings.max_inflight,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_wait_us=settings.max_wait_us,
+            pad_id=self.tokenizer.pad_id,
+            embedding_dim=self.spec.embedding_dim,
+            thread_setup=backend.prepare_inference_thread,
+        )
+        batcher.start()
+        self.batcher = batcher
+        return batcher
+
     def close(self) -> None:
         self._tokenize_pool.shutdown(wait=False, cancel_futures=True)
-        self._infer_pool.shutdown(wait=False, cancel_futures=True)
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def _deliver(self, jobs: list[Job], inference: Inference, outcomes: list[Outcome]) -> None:
+        """In an inference thread: hands one inference's outcomes to the event loop in one wake-up."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._resolve, jobs, outcomes)
+
+    def _resolve(self, jobs: list[Job], outcomes: list[Outcome]) -> None:
+        """On the event loop: each request's future gets its outcome. A request no longer waiting
+        (its task cancelled) is answered by nobody: the inference stops waiting for it."""
+        for job, outcome in zip(jobs, outcomes):
+            if not job.waiter.done():
+                job.waiter.set_result(outcome)
+            elif outcome.error is None:
+                outcome.inference.pending -= 1
+                if outcome.inference.pending == 0:
+                    self.metrics.observe_inference(outcome.inference.rows)
 
     # ----- ASGI
 
@@ -217,6 +261,7 @@ class EmbedServer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
                 self.start_loading()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -282,8 +327,10 @@ class EmbedServer:
             "python": platform.python_version(),
             "tokenizers": tokenizers.__version__,
             "tokenizers_parallelism": False,
+            "tokenize_inline_chars": self.inline_tokenize_chars,
             "load_ms": self.load_ms,
             **self._build,
+            "thread_cpus_after_load": self._thread_cpus,
         }
         return {
             "framework": self.framework,
@@ -297,6 +344,11 @@ class EmbedServer:
             "cpus": affinity_cpuset(),
             "max_batch": self.settings.max_batch,
             "max_inflight": self.settings.max_inflight,
+            "serving": {
+                "mode": self.settings.serving,
+                "max_batch_tokens": self.settings.max_batch_tokens,
+                "max_wait_us": self.settings.max_wait_us,
+            },
             "build": build,
             "warmup": self.settings.warmup,
             "startup": {"clock": "monotonic", **self.startup, "now": time.monotonic()},
@@ -318,10 +370,12 @@ class EmbedServer:
             )
         texts, truncate = parse_embed_request(body, self.settings.max_batch)
         parsed = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        # Handing the texts to the tokenize pool is calling the tokenizer: a wait for a free tokenize
-        # thread counts as tokenizing, so the phases tile the request with no gap.
-        batch = await loop.run_in_executor(self._tokenize_pool, self.tokenizer.encode, texts)
+        if sum(map(len, texts)) <= self.inline_tokenize_chars:
+            batch = self.tokenizer.encode(texts)
+        else:
+            # Handing the texts to the tokenize pool is calling the tokenizer: a wait for a free tokenize
+            # thread counts as tokenizing, so the phases tile the request with no gap.
+            batch = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, self.tokenizer.encode, texts)
         tokenized = time.perf_counter()
         if not truncate and any(batch.truncated):
             row = batch.truncated.index(True)
@@ -329,29 +383,31 @@ class EmbedServer:
                 f"'inputs[{row}]' is longer than max_seq_length ({self.spec.max_seq_length} tokens) "
                 "and 'truncate' is false"
             )
-        backend = self.backend
-        assert backend is not None  # state is "ready"
-        try:
-            slot, embeddings, inferred = await loop.run_in_executor(self._infer_pool, _infer, backend, batch)
-            expected = (len(texts), self.spec.embedding_dim)
-            if embeddings.shape != expected:
-                raise RuntimeError(f"backend returned shape {embeddings.shape}: expected {expected}")
-        except Exception as e:
-            log.error("inference failed: %s", traceback.format_exc())
-            raise RequestError(500, "Backend", f"inference failed: {type(e).__name__}: {e}") from None
-        answer = orjson.dumps(
-            np.ascontiguousarray(embeddings, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY
-        )
+        batcher = self.batcher
+        assert batcher is not None  # state is "ready"
+        waiter = asyncio.get_running_loop().create_future()
+        job = Job(batch, tokenized, waiter=waiter)
+        batcher.submit(job)
+        outcome: Outcome = await waiter
+        inference = outcome.inference
+        if outcome.error is not None:
+            e = outcome.error
+            raise RequestError(500, "Backend", f"inference failed: {type(e).__name__}: {e}")
+        answer = orjson.dumps(np.ascontiguousarray(outcome.rows, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY)
         finished = time.perf_counter()
         phases = Phases(
             request=finished - body_read,
             parse=parsed - body_read,
             tokenize=tokenized - parsed,
-            queue=slot - tokenized,
-            inference=inferred - slot,
-            serialize=finished - inferred,
+            queue=inference.started - tokenized,
+            inference=inference.finished - inference.started,
+            serialize=finished - inference.finished,
         )
-        self.metrics.observe(len(texts), int(batch.attention_mask.sum()), phases)
+        self.metrics.observe(job.rows, job.real, phases)
+        # The inference counts in the batch-size histogram once its last request is answered.
+        inference.pending -= 1
+        if inference.pending == 0:
+            self.metrics.observe_inference(inference.rows)
         await _send_json(
             send,
             200,
@@ -362,14 +418,6 @@ class EmbedServer:
                 (b"x-total-time", _ms(phases.request)),
             ],
         )
-
-
-def _infer(backend: Backend, batch: TokenBatch) -> tuple[float, Any, float]:
-    """Runs in the inference pool: (start, output, end). Starting to run is holding one of the
-    MAX_INFLIGHT slots, which ends the queue phase; the backend's call returning ends inference."""
-    slot = time.perf_counter()
-    output = backend.embed(batch)
-    return slot, output, time.perf_counter()
 
 
 def _ms(seconds: float) -> bytes:

@@ -15,6 +15,7 @@ class ConfigError(Exception):
 
 ARCHITECTURES = ("xlm-roberta", "bert", "qwen3", "gemma3")
 POOLINGS = ("cls", "mean", "last_token")
+SERVING_MODES = ("sequential", "batched")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,15 @@ class Settings:
     max_body_bytes: int
     load_delay_ms: int
     warmup: bool = True
+    #: "sequential": each request is one inference; "batched": queued requests share inferences
+    serving: str = "sequential"
+    #: batched: most padded tokens (rows x longest row) in one inference; a larger request runs alone
+    max_batch_tokens: int = 16384
+    #: batched: how long a batch may wait for more requests after its oldest one was queued
+    max_wait_us: int = 0
+    #: a request whose texts hold at most this many characters is tokenized on the event loop
+    #: (this server's TOKENIZE_INLINE_CHARS; README.md says how the default was measured)
+    tokenize_inline_chars: int = 512
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int) -> int:
@@ -56,6 +66,16 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return value == "1"
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}: got {raw!r}")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
     """Reads the contract's variables; NUM_THREADS is required because no pool is sized from the host."""
     model_dir = env.get("MODEL_DIR", "").strip()
@@ -71,6 +91,10 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> Settings:
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 2 * 1024 * 1024, 1),
         load_delay_ms=_int(env, "LOAD_DELAY_MS", 0, 0),
         warmup=_flag(env, "WARMUP", True),
+        serving=_choice(env, "SERVING", "sequential", SERVING_MODES),
+        max_batch_tokens=_int(env, "MAX_BATCH_TOKENS", 16384, 1),
+        max_wait_us=_int(env, "MAX_WAIT_US", 0, 0),
+        tokenize_inline_chars=_int(env, "TOKENIZE_INLINE_CHARS", 512, 0),
     )
 
 
@@ -84,6 +108,8 @@ class ModelSpec:
     normalize: bool
     max_seq_length: int
     embedding_dim: int
+    #: the graph ONNX Runtime loads, relative to MODEL_DIR (embbench_model.json's optional ort_graph)
+    ort_graph: str | None = None
 
 
 def load_model_spec(model_dir: Path) -> ModelSpec:
@@ -110,6 +136,14 @@ def load_model_spec(model_dir: Path) -> ModelSpec:
             raise ConfigError(f"{path}: field {name!r} must be >= 1: got {value}")
         return value
 
+    ort_graph = raw.get("ort_graph")
+    if ort_graph is not None:
+        if type(ort_graph) is not str or not ort_graph.strip():
+            raise ConfigError(f"{path}: field 'ort_graph' must be a non-empty string: got {ort_graph!r}")
+        relative = Path(ort_graph)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ConfigError(f"{path}: field 'ort_graph' must be a path inside MODEL_DIR: got {ort_graph!r}")
+
     return ModelSpec(
         name=field("name", str),
         architecture=field("architecture", str, ARCHITECTURES),
@@ -117,4 +151,5 @@ def load_model_spec(model_dir: Path) -> ModelSpec:
         normalize=field("normalize", bool),
         max_seq_length=field("max_seq_length", int),
         embedding_dim=field("embedding_dim", int),
+        ort_graph=ort_graph,
     )

@@ -1,7 +1,8 @@
 """GET /metrics: cumulative /embed counters in the Prometheus text format 0.0.4 (docker/CONTRACT.md).
 
 Plain numbers updated on the event loop thread only (the one place an answer is serialised), so
-they need no lock; /metrics renders them on the same thread.
+they need no lock; /metrics renders them on the same thread. The request counters move when a
+request's answer is serialised, the batch-size histogram when the last answer of an inference is.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Metrics:
         self.batch_count = 0
 
     def observe(self, inputs: int, tokens: int, phases: Phases) -> None:
-        """One /embed answered 200: `inputs` texts in one inference, `tokens` real tokens."""
+        """One /embed answered 200: `inputs` texts, `tokens` real tokens."""
         self.requests += 1
         self.inputs += inputs
         self.tokens += tokens
@@ -47,11 +48,14 @@ class Metrics:
         seconds["queue"] += phases.queue
         seconds["inference"] += phases.inference
         seconds["serialize"] += phases.serialize
+
+    def observe_inference(self, rows: int) -> None:
+        """One inference of `rows` rows whose requests were all answered 200."""
         for i, bound in enumerate(BATCH_BUCKETS):
-            if inputs <= bound:
+            if rows <= bound:
                 self.batch_counts[i] += 1
                 break
-        self.batch_sum += inputs
+        self.batch_sum += rows
         self.batch_count += 1
 
     def render(self) -> bytes:

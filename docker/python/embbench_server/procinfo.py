@@ -88,3 +88,20 @@ def name_this_thread(name: str) -> None:
         _libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def thread_cpus(task_dir: str = "/proc/self/task") -> list[dict[str, Any]]:
+    """Every thread's name and the CPUs it may run on (its affinity mask, as a cpuset string), by tid:
+    shows which threads a runtime pinned."""
+    from .cpus import format_cpuset
+
+    threads = []
+    for entry in os.listdir(task_dir):
+        try:
+            _, comm, _ = parse_stat(_read_stat(f"{task_dir}/{entry}/stat"))
+            cpus = format_cpuset(os.sched_getaffinity(int(entry)))
+        except (FileNotFoundError, ProcessLookupError, OSError):
+            continue
+        threads.append({"tid": int(entry), "name": comm, "cpus": cpus})
+    threads.sort(key=lambda t: t["tid"])
+    return threads

@@ -69,6 +69,7 @@ class TextTokenizer:
         tokenizer.enable_truncation(max_length=max_seq_length, stride=0, direction="right")
         tokenizer.enable_padding(direction="right", pad_id=pad_id, pad_token=pad_token)
         self._tokenizer = tokenizer
+        self.pad_id = pad_id
 
     def encode(self, texts: list[str]) -> TokenBatch:
         # The fast variant skips character offsets, which nothing here reads.

@@ -25,7 +25,7 @@ from embbench_server.backends.base import Backend  # noqa: E402
 from embbench_server.config import Settings, load_model_spec  # noqa: E402
 from embbench_server.text_tokenizer import TextTokenizer, TokenBatch  # noqa: E402
 
-WORDS = ["hello", "world", "one", "two", "three", "four", "five", "six", "boom", "slow"]
+WORDS = ["hello", "world", "one", "two", "three", "four", "five", "six", "boom", "slow", "gate"]
 VOCAB = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, **{w: i + 4 for i, w in enumerate(WORDS)}}
 MAX_SEQ = 8
 DIM = 4
@@ -57,7 +57,8 @@ def write_model_dir(root: Path, *, padding_in_tokenizer: bool = False, pad_sourc
 
 class FakeBackend(Backend):
     """Embeds each row from its token ids, so tests can tell rows apart and check their order.
-    The word "boom" makes inference fail; "slow" makes it take 0.2 s (to observe concurrency)."""
+    The word "boom" makes inference fail; "slow" makes it take 0.2 s (to observe concurrency);
+    "gate" holds it until the test sets `gate` (to queue requests behind it)."""
 
     framework = "fake"
 
@@ -66,6 +67,10 @@ class FakeBackend(Backend):
         self.load_gate = load_gate
         self.fail_load = fail_load
         self.calls: list[tuple[int, int]] = []
+        #: every inference's input_ids and attention_mask, as run
+        self.batches: list[tuple[np.ndarray, np.ndarray]] = []
+        self.gate = threading.Event()
+        self.threads: set[str] = set()
         self.runtime_initialised_at: float | None = None
         self.active = 0
         self.max_active = 0
@@ -88,8 +93,12 @@ class FakeBackend(Backend):
             self.active += 1
             self.max_active = max(self.max_active, self.active)
             self.calls.append(batch.input_ids.shape)
+            self.batches.append((batch.input_ids.copy(), batch.attention_mask.copy()))
+            self.threads.add(threading.current_thread().name)
         try:
             ids = batch.input_ids
+            if (ids == VOCAB["gate"]).any():
+                assert self.gate.wait(10), "the test never opened the gate"
             if (ids == VOCAB["boom"]).any():
                 raise RuntimeError("kaboom")
             if (ids == VOCAB["slow"]).any():
@@ -163,11 +172,15 @@ def start_server(tmp_path) -> Callable[..., LiveServer]:
 
     def start(*, max_inflight: int = 1, max_batch: int = 4, max_body_bytes: int = 4096,
               load_gate: threading.Event | None = None, fail_load: bool = False, wait: bool = True,
-              warmup: bool = True, load_delay_ms: int = 0, import_seconds: float = 0) -> LiveServer:
+              warmup: bool = True, load_delay_ms: int = 0, import_seconds: float = 0,
+              serving: str = "sequential", max_batch_tokens: int = 16384, max_wait_us: int = 0,
+              inline_tokenize_chars: int | None = None) -> LiveServer:
         model_dir = write_model_dir(tmp_path / f"model{len(servers)}")
         settings = Settings(model_dir=model_dir, host="127.0.0.1", port=0, num_threads=1, max_batch=max_batch,
                             max_inflight=max_inflight, max_body_bytes=max_body_bytes, load_delay_ms=load_delay_ms,
-                            warmup=warmup)
+                            warmup=warmup, serving=serving, max_batch_tokens=max_batch_tokens,
+                            max_wait_us=max_wait_us,
+                            tokenize_inline_chars=512 if inline_tokenize_chars is None else inline_tokenize_chars)
         spec = load_model_spec(model_dir)
         backend = FakeBackend(spec, settings, load_gate, fail_load)
         failures: list[BaseException] = []

@@ -250,6 +250,8 @@ def test_load_delay_counts_as_model_load_not_runtime(start_server):
 def test_os_threads_lists_this_process_threads_with_their_cpu_time(start_server):
     live = start_server()
     assert live.embed({"inputs": "hello"}).status == 200
+    # Over INLINE_TOKENIZE_CHARS: tokenized in the tokenize pool, which so starts its thread.
+    assert live.embed({"inputs": " ".join(["hello"] * 100)}).status == 200
     stop = threading.Event()
     busy: list[int] = []
 
@@ -288,6 +290,7 @@ def test_batch_histogram_buckets_are_cumulative_and_large_batches_land_in_inf_on
     zero = Phases(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     for size in (1, 3, 256, 300):
         m.observe(size, 10 * size, zero)
+        m.observe_inference(size)
     samples = parse_metrics(m.render().decode())
     assert [samples[bucket(le)] for le in BUCKETS] == [1, 1, 2, 2, 2, 2, 2, 2, 3, 4]
     assert samples["embbench_batch_size_sum"] == 560

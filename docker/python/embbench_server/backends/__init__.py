@@ -1,10 +1,10 @@
-"""Backends by name. Each is imported only when chosen, so an image carries one framework."""
+"""Backends by name (options.FRAMEWORKS). Each is imported only when chosen, so an image carries one framework."""
 
 from __future__ import annotations
 
 import importlib
 
-from ..config import ConfigError
+from ..options import check_backend_name
 from .base import Backend
 
 BACKENDS = {
@@ -12,12 +12,6 @@ BACKENDS = {
     "onnxruntime": "embbench_server.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "openvino": "embbench_server.backends.openvino_backend:OpenVinoBackend",
 }
-
-
-def check_backend_name(name: str) -> str:
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)} (--backend or EMBBENCH_BACKEND)")
-    return name
 
 
 def backend_class(name: str) -> type[Backend]:

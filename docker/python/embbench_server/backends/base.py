@@ -13,8 +13,8 @@ from ..text_tokenizer import TokenBatch
 
 class Backend(ABC):
     """One inference framework. The server tokenizes (so every backend sees the same ids and the
-    tokenization time is measured apart) and calls embed() from up to MAX_INFLIGHT threads at once,
-    so embed() must be thread-safe.
+    tokenization time is measured apart) and calls embed() from its MAX_INFLIGHT inference threads,
+    up to MAX_INFLIGHT at once, so embed() must be thread-safe.
 
     A backend's module imports its framework at the top, so importing the module and constructing
     the backend (the server's make_backend) imports the runtime, init_runtime() sets it up, and
@@ -37,6 +37,10 @@ class Backend(ABC):
     @abstractmethod
     def load(self) -> None:
         """Reads the model from settings.model_dir; called once, off the event loop."""
+
+    def prepare_inference_thread(self, index: int) -> None:
+        """Runs first in each of the server's MAX_INFLIGHT inference threads (index 0, 1, ...), before
+        any embed() there: where a backend pins the thread that calls the runtime."""
 
     @abstractmethod
     def embed(self, batch: TokenBatch) -> np.ndarray:

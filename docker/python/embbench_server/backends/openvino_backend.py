@@ -1,16 +1,16 @@
 """OpenVINO on CPU: MODEL_DIR/openvino/model.xml (fp32 IR; OV_IR_DIR=openvino_fp16 for the fp16 one).
 
 Tuned per OpenVINO's performance guide: INFERENCE_NUM_THREADS = NUM_THREADS, fp32 inference
-precision (the CPU plugin would otherwise pick bf16 on CPUs that have it), and a performance hint
-from OV_HINT: LATENCY (default) or THROUGHPUT. Each concurrent inference takes its own infer request
-from a pool of MAX_INFLIGHT requests, so under THROUGHPUT concurrent requests run on the plugin's
-parallel streams. Pinning is left to the plugin, which reads the process's affinity mask (the
-cpuset); OV_CPU_PINNING=true|false overrides it.
+precision (the CPU plugin would otherwise pick bf16 on CPUs that have it), ENABLE_CPU_PINNING on
+(the plugin pins its stream threads to the CPUs of the process's affinity mask, the cpuset;
+OV_CPU_PINNING=false turns it off), and a performance hint from OV_HINT: LATENCY (the default,
+measured in README.md) or THROUGHPUT. Each concurrent inference takes its own infer request from a
+pool of MAX_INFLIGHT requests, so under THROUGHPUT concurrent requests run on the plugin's parallel
+streams.
 """
 
 from __future__ import annotations
 
-import os
 import queue
 from typing import Any
 
@@ -22,6 +22,7 @@ import openvino.properties.hint as hints
 from ..config import ConfigError
 from ..text_tokenizer import TokenBatch
 from .base import Backend
+from ..options import ov_options
 
 OUTPUT = "sentence_embedding"
 HINTS = {"LATENCY": hints.PerformanceMode.LATENCY, "THROUGHPUT": hints.PerformanceMode.THROUGHPUT}
@@ -37,10 +38,8 @@ class OpenVinoBackend(Backend):
         self.core = ov.Core()
 
     def load(self) -> None:
-        hint = os.environ.get("OV_HINT", "LATENCY").strip().upper() or "LATENCY"
-        if hint not in HINTS:
-            raise ConfigError(f"OV_HINT must be LATENCY or THROUGHPUT: got {hint!r}")
-        ir_dir = os.environ.get("OV_IR_DIR", "openvino").strip() or "openvino"
+        options = ov_options()
+        hint, ir_dir = options.hint, options.ir_dir
         path = self.settings.model_dir / ir_dir / "model.xml"
         if not path.is_file():
             raise ConfigError(f"{path} is missing: run `embbench convert` for this model")
@@ -48,12 +47,9 @@ class OpenVinoBackend(Backend):
             props.inference_num_threads: self.settings.num_threads,
             hints.performance_mode: HINTS[hint],
             hints.inference_precision: ov.Type.f32,
+            hints.enable_cpu_pinning: options.cpu_pinning,
         }
-        pinning = os.environ.get("OV_CPU_PINNING", "").strip().lower()
-        if pinning:
-            if pinning not in ("true", "false"):
-                raise ConfigError(f"OV_CPU_PINNING must be true or false: got {pinning!r}")
-            config[hints.enable_cpu_pinning] = pinning == "true"
+        self.options = options
         model = self.core.read_model(str(path))
         inputs = {i.get_any_name() for i in model.inputs}
         if not {"input_ids", "attention_mask"} <= inputs or inputs - {"input_ids", "attention_mask", "token_type_ids"}:
@@ -92,6 +88,8 @@ class OpenVinoBackend(Backend):
 
         return {
             "performance_hint": self.hint,
+            "cpu_pinning_requested": self.options.cpu_pinning,
+            "cpu_pinning_source": "OV_CPU_PINNING" if self.options.cpu_pinning_from_env else "server default",
             "infer_request_pool": self.settings.max_inflight,
             "inference_num_threads": prop("INFERENCE_NUM_THREADS"),
             "num_streams": prop("NUM_STREAMS"),

@@ -2,7 +2,9 @@
 embbench_model.json says, L2-normalised.
 
 Tuned per PyTorch's CPU performance guide: inference_mode, set_num_threads(NUM_THREADS), one
-inter-op thread. torch pins no threads itself, so a cpuset cannot make pinning fail.
+inter-op thread, and the OpenMP team bound to the cpuset's cores: the server sets OMP_PLACES=cores
+and OMP_PROC_BIND=close before torch is imported (options.set_native_thread_env) unless the user set
+either; GNU OpenMP reads the places from the process's affinity mask, the cpuset.
 
 torch is the runtime (imported with this module, threads set in init_runtime); transformers is
 the model's code, imported in load() with the model, so runtime_ready marks torch alone.
@@ -20,6 +22,7 @@ import torch
 from ..config import ConfigError
 from ..text_tokenizer import TokenBatch
 from .base import Backend
+from ..options import SET_BY_SERVER
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -104,6 +107,8 @@ class TorchBackend(Backend):
             "mkldnn_available": torch.backends.mkldnn.is_available(),
             "mkl_available": torch.backends.mkl.is_available(),
             "num_threads": torch.get_num_threads(),
+            "openmp_env": {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_PLACES", "OMP_PROC_BIND")},
+            "openmp_env_set_by_server": sorted(SET_BY_SERVER),
             "num_interop_threads": torch.get_num_interop_threads(),
             "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
             "inference_mode": True,
