@@ -53,8 +53,23 @@ Config config_from_env(const std::function<const char*(const char*)>& getenv) {
     if (w != "0" && w != "1") throw ConfigError(std::string("WARMUP=\"") + v + "\" is not 0 or 1");
     c.warmup = w == "1";
   }
-  c.http_threads = std::max(64, 4 * c.max_inflight);
-  if (const char* v = get("HTTP_THREADS")) c.http_threads = static_cast<int>(parse_int("HTTP_THREADS", v, 1, 4096));
+  if (const char* v = get("SERVING")) {
+    const std::string_view s(v);
+    if (s != "sequential" && s != "batched") {
+      throw ConfigError(std::string("SERVING=\"") + v + "\" is not sequential or batched");
+    }
+    c.batched = s == "batched";
+  }
+  if (const char* v = get("MAX_BATCH_TOKENS")) {
+    c.max_batch_tokens = static_cast<std::size_t>(parse_int("MAX_BATCH_TOKENS", v, 1, 1LL << 40));
+  }
+  if (const char* v = get("MAX_WAIT_US")) c.max_wait_us = parse_int("MAX_WAIT_US", v, 0, 3600LL * 1000000);
+  if (const char* v = get("HTTP_THREADS")) c.http_threads = static_cast<int>(parse_int("HTTP_THREADS", v, 1, 65536));
+  if (const char* v = get("ORT_INTRA_OP_SPINNING")) {
+    const std::string_view w(v);
+    if (w != "0" && w != "1") throw ConfigError(std::string("ORT_INTRA_OP_SPINNING=\"") + v + "\" is not 0 or 1");
+    c.intra_op_spinning = w == "1";
+  }
   return c;
 }
 
@@ -81,6 +96,15 @@ ModelInfo load_model_info(const std::string& path) {
     m.embedding_dim = field("embedding_dim").get<std::size_t>();
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(path + ": a field has the wrong type: " + e.what());
+  }
+  if (j.contains("ort_graph") && !j["ort_graph"].is_null()) {
+    if (!j["ort_graph"].is_string()) throw ConfigError(path + ": \"ort_graph\" is not a string");
+    const std::string g = j["ort_graph"].get<std::string>();
+    // A path inside the model folder: relative, no "..".
+    if (g.empty() || g.front() == '/' || ("/" + g + "/").find("/../") != std::string::npos) {
+      throw ConfigError(path + ": \"ort_graph\" \"" + g + "\" is not a path inside the model folder");
+    }
+    m.ort_graph = g;
   }
   if (m.max_seq_length < 2) throw ConfigError(path + ": max_seq_length " + std::to_string(m.max_seq_length) + " is below 2");
   if (m.embedding_dim == 0) throw ConfigError(path + ": embedding_dim is 0");

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -25,9 +26,19 @@ struct Config {
   int load_delay_ms = 0;
   /// WARMUP: run one warm-up inference before /health turns 200 ("1", the default) or not ("0").
   bool warmup = true;
-  /// HTTP worker threads. cpp-httplib keeps a keep-alive connection on one worker, so there must
-  /// be at least as many as the load generator's connections; they mostly sleep.
-  int http_threads = 0;
+  /// SERVING: "sequential" (each request is one inference) or "batched" (the contract's batcher).
+  bool batched = false;
+  /// MAX_BATCH_TOKENS (batched): most padded tokens (rows x longest row) in one inference.
+  std::size_t max_batch_tokens = 16384;
+  /// MAX_WAIT_US (batched): how long a batch may wait for more requests after its oldest one arrived.
+  std::int64_t max_wait_us = 0;
+  /// HTTP_THREADS: the most HTTP threads. cpp-httplib serves a keep-alive connection on one thread for
+  /// its whole life, so this is the most connections served at once; threads are created as
+  /// connections arrive and end after 30 s idle.
+  int http_threads = 4096;
+  /// ORT_INTRA_OP_SPINNING: session.intra_op.allow_spinning, default the three ONNX Runtime frontends'
+  /// shared policy; the variable exists to measure the alternative.
+  std::optional<bool> intra_op_spinning;
 };
 
 /// Reads the contract's variables through `getenv` (injected for tests); throws ConfigError.
@@ -40,6 +51,9 @@ struct ModelInfo {
   bool normalize = true;
   std::size_t max_seq_length = 0;
   std::size_t embedding_dim = 0;
+  /// The graph ONNX Runtime loads, relative to MODEL_DIR: "ort_graph" when the file names one (the
+  /// optimised graph convert writes), else onnx/model.onnx.
+  std::string ort_graph = "onnx/model.onnx";
 };
 
 /// Parses MODEL_DIR/embbench_model.json; throws ConfigError naming the file and field.

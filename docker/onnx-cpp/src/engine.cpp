@@ -2,27 +2,102 @@
 
 #include <onnxruntime_cxx_api.h>
 
+#include <dlfcn.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <semaphore>
+#include <fstream>
+#include <map>
 #include <string_view>
 
 namespace embbench {
 
-Batch pad_batch(const std::vector<Encoding>& encodings, int64_t pad_id) {
+Batch pad_rows(const std::vector<const Encoding*>& rows, int64_t pad_id) {
   Batch b;
-  b.rows = encodings.size();
-  for (const auto& e : encodings) b.seq = std::max(b.seq, e.ids.size());
+  b.rows = rows.size();
+  for (const auto* e : rows) b.seq = std::max(b.seq, e->ids.size());
   b.input_ids.assign(b.rows * b.seq, pad_id);
   b.attention_mask.assign(b.rows * b.seq, 0);
   for (std::size_t r = 0; r < b.rows; ++r) {
-    const auto& ids = encodings[r].ids;
+    const auto& ids = rows[r]->ids;
     std::copy(ids.begin(), ids.end(), b.input_ids.begin() + static_cast<std::ptrdiff_t>(r * b.seq));
     std::fill_n(b.attention_mask.begin() + static_cast<std::ptrdiff_t>(r * b.seq), ids.size(), 1);
   }
   return b;
+}
+
+Batch pad_batch(const std::vector<Encoding>& encodings, int64_t pad_id) {
+  std::vector<const Encoding*> rows;
+  rows.reserve(encodings.size());
+  for (const auto& e : encodings) rows.push_back(&e);
+  return pad_rows(rows, pad_id);
+}
+
+std::vector<int> cpus_for_threads(const std::vector<int>& cpus,
+                                  const std::function<std::pair<int, int>(int)>& core_of) {
+  // Rank each CPU by how many CPUs of its core come before it: rank 0 (one per core) first.
+  std::vector<std::pair<int, int>> ranked;  // (rank, cpu), cpus kept in ascending order within a rank
+  std::map<std::pair<int, int>, int> seen;
+  for (int cpu : cpus) ranked.emplace_back(seen[core_of(cpu)]++, cpu);
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<int> out;
+  for (const auto& [rank, cpu] : ranked) out.push_back(cpu);
+  return out;
+}
+
+std::vector<int> cpus_for_threads() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+  }
+  auto read_int = [](const std::string& path) -> std::optional<int> {
+    std::ifstream in(path);
+    int v = 0;
+    if (in >> v) return v;
+    return std::nullopt;
+  };
+  return cpus_for_threads(cpus, [&](int cpu) -> std::pair<int, int> {
+    const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    const auto pkg = read_int(dir + "physical_package_id"), core = read_int(dir + "core_id");
+    if (!pkg || !core) return {-1, cpu};  // unknown topology: a core of its own
+    return {*pkg, *core};
+  });
+}
+
+std::optional<int> inference_thread_cpu(const std::vector<int>& ordered, int max_inflight) {
+  if (max_inflight != 1 || ordered.empty()) return std::nullopt;
+  return ordered.front();
+}
+
+PinThisThread::PinThisThread(std::optional<int> cpu) {
+  if (!cpu || *cpu < 0 || *cpu >= CPU_SETSIZE) return;
+  if (sched_getaffinity(0, sizeof(saved_), &saved_) != 0) return;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(*cpu, &one);
+  pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+}
+
+PinThisThread::~PinThisThread() {
+  if (pinned_) sched_setaffinity(0, sizeof(saved_), &saved_);
+}
+
+std::string intra_op_affinities(const std::vector<int>& ordered, int num_threads) {
+  std::string out;
+  if (ordered.empty()) return out;
+  for (int k = 1; k < num_threads; ++k) {
+    if (!out.empty()) out += ';';
+    out += std::to_string(ordered[static_cast<std::size_t>(k) % ordered.size()] + 1);
+  }
+  return out;
 }
 
 namespace {
@@ -87,26 +162,34 @@ Runtime::~Runtime() = default;
 
 struct Engine::Impl {
   std::shared_ptr<const Runtime> runtime;  // outlives the session
+  EngineOptions opts;
   Ort::Session session{nullptr};
   Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  std::counting_semaphore<> slots;
   std::optional<std::size_t> output_dim;
-  Impl(std::shared_ptr<const Runtime> rt, int max_inflight) : runtime(std::move(rt)), slots(max_inflight) {}
+  Impl(std::shared_ptr<const Runtime> rt, EngineOptions o) : runtime(std::move(rt)), opts(std::move(o)) {}
 };
 
-Engine::Engine(const std::string& onnx_path, int num_threads, int max_inflight)
-    : Engine(std::make_shared<const Runtime>(), onnx_path, num_threads, max_inflight) {}
+Engine::Engine(const EngineOptions& opts) : Engine(std::make_shared<const Runtime>(), opts) {}
 
-Engine::Engine(std::shared_ptr<const Runtime> runtime, const std::string& onnx_path, int num_threads,
-               int max_inflight)
-    : impl_(std::make_unique<Impl>(std::move(runtime), max_inflight)) {
+Engine::Engine(std::shared_ptr<const Runtime> runtime, const EngineOptions& options)
+    : impl_(std::make_unique<Impl>(std::move(runtime), options)) {
+  const std::string& onnx_path = impl_->opts.model_path;
+  if (impl_->opts.num_threads < 1) throw BackendError("intra-op threads must be at least 1");
   try {
     Ort::SessionOptions opts;
-    // ONNX Runtime would size its pool from the host's CPUs, not the container's cpuset.
-    opts.SetIntraOpNumThreads(num_threads);
-    opts.SetInterOpNumThreads(1);
-    opts.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
+    // The contract's session options. ONNX Runtime would size its pool from the host's CPUs, not the
+    // container's cpuset: NUM_THREADS is the only source.
     opts.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    opts.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
+    opts.SetIntraOpNumThreads(impl_->opts.num_threads);
+    opts.SetInterOpNumThreads(1);
+    opts.EnableCpuMemArena();
+    opts.AddConfigEntry("session.intra_op.allow_spinning", impl_->opts.intra_op_spinning ? "1" : "0");
+    // No inter-op pool runs in sequential execution; set alike anyway, as the other frontends do.
+    opts.AddConfigEntry("session.inter_op.allow_spinning", impl_->opts.intra_op_spinning ? "1" : "0");
+    if (!impl_->opts.intra_op_affinities.empty()) {
+      opts.AddConfigEntry("session.intra_op_thread_affinities", impl_->opts.intra_op_affinities.c_str());
+    }
     without_duplicate_schema_noise(
         [&] { impl_->session = Ort::Session(impl_->runtime->impl_->env, onnx_path.c_str(), opts); });
   } catch (const Ort::Exception& e) {
@@ -155,16 +238,13 @@ EngineOutput Engine::run(const Batch& batch) {
                                                      batch.attention_mask.size(), shape.data(), shape.size()));
   std::vector<Ort::Value> outputs;
   EngineOutput res;
-  impl_->slots.acquire();
-  res.slot_acquired = std::chrono::steady_clock::now();
+  res.run_start = std::chrono::steady_clock::now();
   try {
     outputs = impl_->session.Run(Ort::RunOptions{nullptr}, in_names, inputs.data(), inputs.size(), out_names, 1);
   } catch (const Ort::Exception& e) {
-    impl_->slots.release();
     throw BackendError(std::string("ONNX Runtime Run failed: ") + e.what());
   }
-  res.output_ready = std::chrono::steady_clock::now();
-  impl_->slots.release();
+  res.run_end = std::chrono::steady_clock::now();
 
   const auto info = outputs[0].GetTensorTypeAndShapeInfo();
   const auto dims = info.GetShape();
@@ -185,5 +265,43 @@ EngineOutput Engine::run(const Batch& batch) {
 std::optional<std::size_t> Engine::output_dim() const { return impl_->output_dim; }
 
 std::string Engine::ort_version() { return OrtGetApiBase()->GetVersionString(); }
+
+std::string Engine::ort_build_info() {
+  const char* s = Ort::GetApi().GetBuildInfoString();
+  return s ? s : "";
+}
+
+std::string Engine::ort_library_path() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&OrtGetApiBase), &info) && info.dli_fname) {
+    char resolved[PATH_MAX];
+    if (realpath(info.dli_fname, resolved)) return resolved;
+    return info.dli_fname;
+  }
+  return "";
+}
+
+nlohmann::json Engine::facts() const { return session_facts(impl_->opts); }
+
+const EngineOptions& Engine::options() const { return impl_->opts; }
+
+nlohmann::json session_facts(const EngineOptions& o) {
+  return {
+      {"model_file", o.model_file},
+      {"onnxruntime_version", Engine::ort_version()},
+      {"onnxruntime_build", Engine::ort_build_info()},
+      {"onnxruntime_library", Engine::ort_library_path()},
+      {"execution_provider", "CPUExecutionProvider"},
+      {"graph_optimization_level", "ORT_ENABLE_ALL"},
+      {"execution_mode", "sequential"},
+      {"intra_op_threads", o.num_threads},
+      {"inter_op_threads", 1},
+      {"cpu_mem_arena", true},
+      {"intra_op_spinning", o.intra_op_spinning},
+      {"intra_op_thread_affinities", o.intra_op_affinities.empty() ? nlohmann::json(nullptr)
+                                                                    : nlohmann::json(o.intra_op_affinities)},
+      {"inference_thread_cpu", o.inference_thread_cpu ? nlohmann::json(*o.inference_thread_cpu) : nlohmann::json(nullptr)},
+  };
+}
 
 }  // namespace embbench

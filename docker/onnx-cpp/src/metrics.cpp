@@ -11,7 +11,14 @@ std::string ns_to_seconds_text(std::uint64_t ns) {
   return buf;
 }
 
-void Metrics::record(std::size_t inputs, std::uint64_t tokens, const PhaseTimes& t) {
+void Metrics::record_batch(std::size_t rows) {
+  std::size_t b = 0;
+  while (b < kBatchBuckets.size() && rows > kBatchBuckets[b]) ++b;
+  add(batch_buckets_[b], 1);
+  add(batch_sum_, rows);
+}
+
+void Metrics::record_request(std::size_t inputs, std::uint64_t tokens, const PhaseTimes& t) {
   add(inputs_, inputs);
   add(tokens_, tokens);
   add(request_ns_, t.request_ns);
@@ -20,10 +27,6 @@ void Metrics::record(std::size_t inputs, std::uint64_t tokens, const PhaseTimes&
   add(queue_ns_, t.queue_ns);
   add(inference_ns_, t.inference_ns);
   add(serialize_ns_, t.serialize_ns);
-  std::size_t b = 0;
-  while (b < kBatchBuckets.size() && inputs > kBatchBuckets[b]) ++b;
-  add(batch_buckets_[b], 1);
-  add(batch_sum_, inputs);
   add(requests_, 1);
 }
 

@@ -28,9 +28,16 @@ class Metrics {
   /// The upper bounds of embbench_batch_size's buckets; +Inf follows.
   static constexpr std::array<std::uint64_t, 9> kBatchBuckets{1, 2, 4, 8, 16, 32, 64, 128, 256};
 
-  /// Counts one /embed answered 200: `inputs` texts of `tokens` tokens (after truncation, special
-  /// tokens included, padding excluded), run as one inference of `inputs` rows.
-  void record(std::size_t inputs, std::uint64_t tokens, const PhaseTimes& t);
+  /// SERVING=sequential: counts one /embed answered 200, `inputs` texts of `tokens` tokens (after
+  /// truncation, special tokens included, padding excluded), run as one inference of `inputs` rows.
+  void record(std::size_t inputs, std::uint64_t tokens, const PhaseTimes& t) {
+    record_request(inputs, tokens, t);
+    record_batch(inputs);
+  }
+  /// Counts one /embed answered 200 without its inference (SERVING=batched: the batcher counts those).
+  void record_request(std::size_t inputs, std::uint64_t tokens, const PhaseTimes& t);
+  /// Counts one inference of `rows` rows in embbench_batch_size.
+  void record_batch(std::size_t rows);
 
   /// The exposition text: every counter, then the batch-size histogram.
   std::string text() const;

@@ -73,3 +73,59 @@ TEST_CASE("affinity_cpuset() lists the CPUs this process may use") {
   CHECK_FALSE(s.empty());
   CHECK(s.find_first_not_of("0123456789,-") == std::string::npos);
 }
+
+TEST_CASE("config_from_env() reads SERVING, MAX_BATCH_TOKENS and MAX_WAIT_US with the contract's defaults") {
+  const auto d = from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}});
+  CHECK_FALSE(d.batched);
+  CHECK(d.max_batch_tokens == 16384);
+  CHECK(d.max_wait_us == 0);
+  CHECK_FALSE(d.intra_op_spinning.has_value());
+  CHECK(d.http_threads >= 1024);  // the contract's 1,024 concurrent connections
+  const auto b = from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}, {"SERVING", "batched"}, {"MAX_BATCH_TOKENS", "4096"},
+                       {"MAX_WAIT_US", "2000"}, {"ORT_INTRA_OP_SPINNING", "0"}});
+  CHECK(b.batched);
+  CHECK(b.max_batch_tokens == 4096);
+  CHECK(b.max_wait_us == 2000);
+  CHECK(b.intra_op_spinning == false);
+  CHECK_FALSE(from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}, {"SERVING", "sequential"}}).batched);
+}
+
+TEST_CASE("config_from_env(): a malformed SERVING, MAX_BATCH_TOKENS, MAX_WAIT_US is a configuration error naming it") {
+  auto bad = [](const char* name, const char* value, const char* want) {
+    CAPTURE(name);
+    CAPTURE(value);
+    CHECK_THROWS_WITH_AS(from({{"MODEL_DIR", "/m"}, {"NUM_THREADS", "1"}, {name, value}}), doctest::Contains(want),
+                         ConfigError);
+  };
+  bad("SERVING", "Batched", "SERVING=\"Batched\" is not sequential or batched");
+  bad("SERVING", "dynamic", "SERVING=\"dynamic\" is not sequential or batched");
+  bad("SERVING", "batched ", "SERVING=\"batched \"");
+  bad("MAX_BATCH_TOKENS", "0", "MAX_BATCH_TOKENS=0 is out of range");
+  bad("MAX_BATCH_TOKENS", "-5", "MAX_BATCH_TOKENS=-5 is out of range");
+  bad("MAX_BATCH_TOKENS", "16k", "MAX_BATCH_TOKENS=\"16k\" is not an integer");
+  bad("MAX_BATCH_TOKENS", "1.5", "MAX_BATCH_TOKENS=\"1.5\" is not an integer");
+  bad("MAX_WAIT_US", "-1", "MAX_WAIT_US=-1 is out of range");
+  bad("MAX_WAIT_US", "soon", "MAX_WAIT_US=\"soon\" is not an integer");
+  bad("MAX_INFLIGHT", "0", "MAX_INFLIGHT=0 is out of range");
+  bad("ORT_INTRA_OP_SPINNING", "yes", "ORT_INTRA_OP_SPINNING=\"yes\" is not 0 or 1");
+}
+
+TEST_CASE("load_model_info() takes ort_graph when the file names one, else onnx/model.onnx") {
+  const std::string path = "/tmp/embbench_model_graph_test.json";
+  const std::string base = R"("name": "tiny", "architecture": "bert", "max_seq_length": 128, "embedding_dim": 64)";
+  { std::ofstream(path) << "{" << base << "}"; }
+  CHECK(embbench::load_model_info(path).ort_graph == "onnx/model.onnx");
+  { std::ofstream(path) << "{" << base << R"(, "ort_graph": "onnx/model_fused.onnx"})"; }
+  CHECK(embbench::load_model_info(path).ort_graph == "onnx/model_fused.onnx");
+  { std::ofstream(path) << "{" << base << R"(, "ort_graph": null})"; }
+  CHECK(embbench::load_model_info(path).ort_graph == "onnx/model.onnx");
+  { std::ofstream(path) << "{" << base << R"(, "ort_graph": 3})"; }
+  CHECK_THROWS_WITH_AS(embbench::load_model_info(path), doctest::Contains("\"ort_graph\" is not a string"), ConfigError);
+  for (const char* g : {"/etc/model.onnx", "../other/model.onnx", "onnx/../../x.onnx", ""}) {
+    CAPTURE(g);
+    { std::ofstream(path) << "{" << base << R"(, "ort_graph": ")" << g << R"("})"; }
+    CHECK_THROWS_WITH_AS(embbench::load_model_info(path), doctest::Contains("is not a path inside the model folder"),
+                         ConfigError);
+  }
+  std::remove(path.c_str());
+}

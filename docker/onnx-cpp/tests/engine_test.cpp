@@ -36,7 +36,10 @@ int main() {
   check(batch.seq == 4 && batch.attention_mask == std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 0},
         "pad_batch() pads right to the longest row with a 0 mask");
 
-  embbench::Engine engine(dir + "/onnx/model.onnx", 1, 2);
+  embbench::EngineOptions opts;
+  opts.model_path = dir + "/onnx/model.onnx";
+  opts.model_file = "onnx/model.onnx";
+  embbench::Engine engine(opts);
   const auto out = engine.run(batch);
   const auto want = expected.at("embeddings").get<std::vector<std::vector<float>>>();
   double max_diff = 0;
@@ -46,7 +49,7 @@ int main() {
   check(out.rows == 2 && out.dim == want[0].size() && max_diff <= 1e-6,
         "run() matches numpy (max |diff| " + std::to_string(max_diff) + ")");
 
-  // Eight threads share the session through two inference slots; every answer must be the same.
+  // Eight threads share the session at once; every answer must be the same.
   std::vector<std::thread> threads;
   std::vector<embbench::EngineOutput> outs(8);
   for (int i = 0; i < 8; ++i) threads.emplace_back([&, i] { outs[i] = engine.run(batch); });
@@ -55,11 +58,35 @@ int main() {
   for (const auto& o : outs) same = same && o.embeddings == out.embeddings;
   check(same, "concurrent run() calls on one session agree");
 
+  // The contract's session options with two intra-op threads, the extra one pinned (when this process
+  // may use two CPUs): the session loads, answers the same, and reports its settings.
+  const auto cpus = embbench::cpus_for_threads();
+  embbench::EngineOptions two = opts;
+  two.num_threads = 2;
+  two.intra_op_spinning = false;
+  two.intra_op_affinities = embbench::intra_op_affinities(cpus, 2);
+  embbench::Engine pinned(two);
+  const auto out2 = pinned.run(batch);
+  check(out2.embeddings == out.embeddings, "a 2-thread session with affinities \"" + two.intra_op_affinities +
+                                               "\" answers the same rows");
+  const auto facts = pinned.facts();
+  check(facts["model_file"] == "onnx/model.onnx" && facts["intra_op_threads"] == 2 && facts["inter_op_threads"] == 1 &&
+            facts["intra_op_spinning"] == false && facts["graph_optimization_level"] == "ORT_ENABLE_ALL" &&
+            facts["execution_mode"] == "sequential" && facts["cpu_mem_arena"] == true &&
+            facts["intra_op_thread_affinities"] == std::to_string(cpus.size() > 1 ? cpus[1] + 1 : cpus[0] + 1) &&
+            facts["onnxruntime_version"] == embbench::Engine::ort_version() &&
+            !facts["onnxruntime_build"].get<std::string>().empty() &&
+            facts["onnxruntime_library"].get<std::string>().find("libonnxruntime") != std::string::npos,
+        "facts() reports the session: " + facts.dump());
+  check(out.run_start <= out.run_end, "run() stamps the runtime call");
+
   check(!embbench::Engine::ort_version().empty() && embbench::Engine::ort_version().rfind("1.21", 0) == 0,
         "ort_version() is " + embbench::Engine::ort_version());
 
   try {
-    embbench::Engine missing("/nonexistent/model.onnx", 1, 1);
+    embbench::EngineOptions bad;
+    bad.model_path = "/nonexistent/model.onnx";
+    embbench::Engine missing(bad);
     check(false, "a missing model file throws");
   } catch (const embbench::BackendError& e) {
     check(std::string(e.what()).find("/nonexistent/model.onnx") != std::string::npos, "a missing model file throws naming it");

@@ -8,9 +8,13 @@ graph's embedding table (masked sum, L2 norm).
 import http.client
 import json
 import os
+import resource
+import selectors
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -103,6 +107,10 @@ def main():
         proc.terminate()
         proc.wait(timeout=10)
     warmup_settings(binary, model_dir)
+    serving_settings(binary, model_dir)
+    batched_mode(binary, model_dir)
+    graph_choice(binary, model_dir)
+    bench_run(binary, model_dir)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
@@ -142,6 +150,182 @@ def warmup_settings(binary, model_dir):
         r = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=30)
         check(r.returncode == 2 and f'WARMUP="{bad}"' in r.stderr,
               f"WARMUP={bad} is a configuration error naming the variable and value (exit {r.returncode}: {r.stderr.strip()})")
+
+
+def start(binary, model_dir, **extra):
+    port = free_port()
+    env = dict(os.environ, MODEL_DIR=model_dir, PORT=str(port), NUM_THREADS="1", **extra)
+    proc = subprocess.Popen([binary], env=env)
+    return port, proc
+
+
+def stop(proc):
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def serving_settings(binary, model_dir):
+    """A malformed SERVING, MAX_BATCH_TOKENS or MAX_WAIT_US stops the server naming the variable."""
+    for name, value in (("SERVING", "dynamic"), ("SERVING", "Batched"), ("MAX_BATCH_TOKENS", "0"),
+                        ("MAX_BATCH_TOKENS", "lots"), ("MAX_WAIT_US", "-1"), ("MAX_WAIT_US", "1.5")):
+        env = dict(os.environ, MODEL_DIR=model_dir, PORT=str(free_port()), NUM_THREADS="1", **{name: value})
+        r = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2 and f"{name}=" in r.stderr and value in r.stderr,
+              f"{name}={value} is a configuration error naming the variable (exit {r.returncode}: {r.stderr.strip()})")
+
+
+def batched_mode(binary, model_dir):
+    """SERVING=batched: concurrent requests share one inference, each answered with its own rows."""
+    tok = Tokenizer.from_file(os.path.join(model_dir, "pytorch", "tokenizer.json"))
+    tok.enable_truncation(16)
+    table = np.load(os.path.join(model_dir, "table.npy"))
+
+    def expected(text):
+        v = table[tok.encode(text).ids].sum(axis=0)
+        return v / np.linalg.norm(v)
+
+    port, proc = start(binary, model_dir, SERVING="batched", MAX_WAIT_US="300000", MAX_BATCH="4")
+    try:
+        check(wait_healthy(port, 30), "SERVING=batched: /health turns 200")
+        _, _, info = request(port, "GET", "/info")
+        check(info["serving"] == {"mode": "batched", "max_batch_tokens": 16384, "max_wait_us": 300000},
+              f"SERVING=batched: /info serving ({info['serving']})")
+        # A lone request waits MAX_WAIT_US for company, then runs alone.
+        _, _, m0 = metrics(port)
+        t0 = time.monotonic()
+        code, headers, rows = request(port, "POST", "/embed", {"inputs": ["alone in its batch", ""]})
+        took = time.monotonic() - t0
+        _, _, m1 = metrics(port)
+        d = delta(m1, m0)
+        diff = max(float(np.abs(np.array(r) - expected(t)).max()) for r, t in zip(rows, ["alone in its batch", ""]))
+        check(code == 200 and diff < 1e-5 and 0.3 <= float(headers["x-inference-time"]) / 1000 <= took
+              and d["embbench_batch_size_count"] == 1 and d["embbench_batch_size_sum"] == 2
+              and d["embbench_requests_total"] == 1 and d["embbench_queue_seconds_total"] >= 0.29,
+              f"a lone request waits MAX_WAIT_US=300 ms in the queue, then runs alone "
+              f"(x-inference-time {headers.get('x-inference-time')} ms, {took:.3f} s, max |diff| {diff:.1e}, {d})")
+
+        # Six requests of 1 to 3 texts sent at once on their own connections.
+        reqs = [[f"request {i} text {k} " + "word " * ((i + k) % 3) for k in range(1 + i % 3)] for i in range(6)]
+        answers = [None] * len(reqs)
+
+        def send(i):
+            answers[i] = request(port, "POST", "/embed", {"inputs": reqs[i]})
+
+        _, _, m0 = metrics(port)
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(reqs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        _, _, m1 = metrics(port)
+        d = delta(m1, m0)
+        n_rows = sum(len(r) for r in reqs)
+        right = all(a[0] == 200 and len(a[2]) == len(texts)
+                    and max(float(np.abs(np.array(row) - expected(t)).max()) for row, t in zip(a[2], texts)) < 1e-5
+                    for a, texts in zip(answers, reqs))
+        check(right, "SERVING=batched: six concurrent requests each get their own rows, in their own order")
+        check(d["embbench_requests_total"] == 6 and d["embbench_inputs_total"] == n_rows
+              and d["embbench_batch_size_sum"] == n_rows and 1 <= d["embbench_batch_size_count"] <= 2,
+              f"SERVING=batched: the six requests ({n_rows} rows) shared at most two inferences "
+              f"(embbench_batch_size counts the rows of each inference: {d})")
+        header_sum = sum(float(a[1]["x-inference-time"]) for a in answers) / 1000
+        phases = d["embbench_queue_seconds_total"] + d["embbench_inference_seconds_total"]
+        per_batch_inference = d["embbench_inference_seconds_total"] / 6
+        check(abs(header_sum - phases) < 6e-6 and d["embbench_inference_seconds_total"] > 0
+              and all(float(a[1]["x-total-time"]) >= float(a[1]["x-inference-time"]) for a in answers),
+              f"SERVING=batched: x-inference-time is queue + inference, the batch's inference counted whole for "
+              f"each request ({header_sum:.6f} s vs {phases:.6f} s, {per_batch_inference * 1000:.3f} ms each)")
+        expect_error(port, "POST", "/embed", 413, "PayloadTooLarge", "SERVING=batched: more than MAX_BATCH inputs",
+                     body={"inputs": ["a"] * 5})
+        expect_error(port, "POST", "/embed", 422, "Validation", "SERVING=batched: truncate false with an over-long text",
+                     body={"inputs": ["short", "word " * 40], "truncate": False})
+    finally:
+        stop(proc)
+
+    # MAX_WAIT_US=0 (the default) under a burst: answers still follow their texts.
+    port, proc = start(binary, model_dir, SERVING="batched", MAX_INFLIGHT="2", MAX_BATCH_TOKENS="64")
+    try:
+        check(wait_healthy(port, 30), "SERVING=batched, MAX_INFLIGHT=2: /health turns 200")
+        results = []
+        texts = [f"burst {i} " + "x " * (i % 9) for i in range(40)]
+
+        def worker(k):
+            for i in range(k, len(texts), 8):
+                code, _, rows = request(port, "POST", "/embed", {"inputs": [texts[i], "shared"]})
+                results.append(code == 200 and float(np.abs(np.array(rows[0]) - expected(texts[i])).max()) < 1e-5
+                               and float(np.abs(np.array(rows[1]) - expected("shared")).max()) < 1e-5)
+
+        _, _, m0 = metrics(port)
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        _, _, m1 = metrics(port)
+        d = delta(m1, m0)
+        check(len(results) == 40 and all(results) and d["embbench_batch_size_sum"] == 80
+              and d["embbench_requests_total"] == 40,
+              f"SERVING=batched, MAX_WAIT_US=0, 8 connections: 40 requests answered with their own rows ({d})")
+    finally:
+        stop(proc)
+
+
+def graph_choice(binary, model_dir):
+    """embbench_model.json's ort_graph is loaded when named (and named in /info.build.model_file)."""
+    work = tempfile.mkdtemp()
+    try:
+        folder = os.path.join(work, "model")
+        shutil.copytree(model_dir, folder)
+        os.rename(os.path.join(folder, "onnx", "model.onnx"), os.path.join(folder, "onnx", "model_fused.onnx"))
+        # onnx/model.onnx is left unloadable: only the named graph can serve.
+        with open(os.path.join(folder, "onnx", "model.onnx"), "wb") as f:
+            f.write(b"not an onnx graph")
+        facts_path = os.path.join(folder, "embbench_model.json")
+        with open(facts_path) as f:
+            facts = json.load(f)
+        facts["ort_graph"] = "onnx/model_fused.onnx"
+        with open(facts_path, "w") as f:
+            json.dump(facts, f)
+        port, proc = start(binary, folder)
+        try:
+            check(wait_healthy(port, 30), "ort_graph: /health turns 200 with onnx/model.onnx unloadable")
+            _, _, info = request(port, "GET", "/info")
+            code, _, rows = request(port, "POST", "/embed", {"inputs": ["fused graph"]})
+            check(info["build"]["model_file"] == "onnx/model_fused.onnx" and code == 200 and len(rows) == 1,
+                  f"ort_graph names the graph loaded: /info.build.model_file {info['build']['model_file']}")
+        finally:
+            stop(proc)
+        os.remove(os.path.join(folder, "onnx", "model_fused.onnx"))
+        env = dict(os.environ, MODEL_DIR=folder, PORT=str(free_port()), NUM_THREADS="1")
+        r = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=30)
+        check(r.returncode == 1 and "model_fused.onnx" in r.stderr,
+              f"a missing ort_graph file stops the server naming it (exit {r.returncode}: {r.stderr.strip()[-200:]})")
+    finally:
+        shutil.rmtree(work)
+
+
+def bench_run(binary, model_dir):
+    """--bench-run: the engine as the server loads it, the payload tokenized once, Run() timed."""
+    tok = Tokenizer.from_file(os.path.join(model_dir, "pytorch", "tokenizer.json"))
+    tok.enable_truncation(16)
+    texts = ["bench run text one", "a second, longer bench run text with more words"]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"inputs": texts}, f)
+        payload = f.name
+    try:
+        env = dict(os.environ, MODEL_DIR=model_dir, NUM_THREADS="1")
+        r = subprocess.run([binary, "--bench-run", "--payload", payload, "--runs", "25"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        out = json.loads(r.stdout) if r.returncode == 0 else {}
+        seq = max(len(tok.encode(t).ids) for t in texts)
+        check(r.returncode == 0 and out["runs"] == 25 and 0 < out["p10_ms"] <= out["median_ms"] <= out["p90_ms"]
+              and out["rows"] == 2 and out["seq_len"] == seq
+              and out["session"]["model_file"] == "onnx/model.onnx" and out["session"]["intra_op_threads"] == 1,
+              f"--bench-run prints the timing and session facts (exit {r.returncode}: {r.stdout.strip()} {r.stderr[-300:]})")
+        r = subprocess.run([binary, "--bench-run", "--runs", "5"], env=env, capture_output=True, text=True, timeout=60)
+        check(r.returncode == 2 and "--payload" in r.stderr, f"--bench-run without --payload says so ({r.stderr.strip()})")
+    finally:
+        os.remove(payload)
 
 
 def run(port, model_dir, pid, spawned):
@@ -205,6 +389,15 @@ def run(port, model_dir, pid, spawned):
           and info["embedding_dim"] == 8 and info["max_seq_length"] == 16 and info["threads"] == 1
           and info["max_batch"] == 4 and info["max_inflight"] == 2 and info["dtype"] == "float32"
           and info["cpus"] and info["build"]["cpu_level"] == "x86-64-v3", f"/info reports the settings: {info}")
+    b = info["build"]
+    check(info["serving"] == {"mode": "sequential", "max_batch_tokens": 16384, "max_wait_us": 0}
+          and b["model_file"] == "onnx/model.onnx" and isinstance(b["intra_op_spinning"], bool)
+          and b["onnxruntime_version"] == info["framework_version"] and b["onnxruntime_build"]
+          and "libonnxruntime" in b["onnxruntime_library"] and b["intra_op_threads"] == 1 and b["inter_op_threads"] == 1
+          and b["graph_optimization_level"] == "ORT_ENABLE_ALL" and b["execution_mode"] == "sequential"
+          and b["cpu_mem_arena"] is True and b["intra_op_thread_affinities"] is None,
+          f"/info serving and build: sequential by default, the graph, ONNX Runtime and session options "
+          f"({info['serving']}, {b})")
 
     tok = Tokenizer.from_file(os.path.join(model_dir, "pytorch", "tokenizer.json"))
     tok.enable_truncation(16)
@@ -294,6 +487,61 @@ def run(port, model_dir, pid, spawned):
     _, _, info = request(port, "GET", "/info")
     check(sum(t["cpu_seconds"] for t in info["os_threads"]) > 0, "os_threads report the CPU time used")
     check(request(port, "GET", "/health")[0] == 200, "still healthy after every error")
+    many_connections(port, 1100)
+
+
+def many_connections(port, n):
+    """n keep-alive connections open at once, each sending POST /embed and kept open: every one is
+    answered (no connection waits for an HTTP thread another connection holds), then each sends a
+    second request on the same connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1000), hard))
+    body = json.dumps({"inputs": ["many connections"]}).encode()
+    req = (b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            socks.append(s)
+        for rnd in (1, 2):
+            for s in socks:
+                s.sendall(req)
+            sel = selectors.DefaultSelector()
+            bufs = {}
+            for s in socks:
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+                bufs[s] = b""
+            answered = {}
+            deadline = time.time() + 60
+            while len(answered) < n and time.time() < deadline:
+                for key, _ in sel.select(timeout=1):
+                    s = key.fileobj
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        answered[s] = b"closed"
+                        sel.unregister(s)
+                        continue
+                    bufs[s] += chunk
+                    head, sep, rest = bufs[s].partition(b"\r\n\r\n")
+                    if not sep:
+                        continue
+                    length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
+                                      if l.lower().startswith(b"content-length:")))
+                    if len(rest) >= length:
+                        answered[s] = head.split(b"\r\n")[0]
+                        sel.unregister(s)
+            sel.close()
+            ok = sum(1 for v in answered.values() if v.startswith(b"HTTP/1.1 200"))
+            check(ok == n, f"{n} connections open at once, request {rnd} on each: {ok} answered 200 "
+                           f"({len(answered)} answered within 60 s)")
+            for s in socks:
+                s.setblocking(True)
+    finally:
+        for s in socks:
+            s.close()
 
 
 if __name__ == "__main__":
