@@ -1,18 +1,24 @@
-//! The Candle backend: BERT and XLM-RoBERTa from `MODEL_DIR/pytorch` safetensors through
-//! candle-transformers, pooled and L2-normalised here on the CPU.
+//! The Candle backend: BERT and XLM-RoBERTa from `MODEL_DIR/pytorch` safetensors, run by this
+//! crate's encoder on Candle tensors ([`encoder`]), pooled and L2-normalised here on the CPU.
+//!
+//! Threads: rayon's global pool (NUM_THREADS threads, built by the server crate) runs the encoder's
+//! fused passes and, without MKL, the gemm crate's matrix products; its threads are pinned one per
+//! physical core of the CPU set ([`threads`]), and each forward pass runs on one of them. With the
+//! `mkl` feature, matrix products go to Intel MKL, whose OpenMP team is sized to NUM_THREADS too.
+
+pub mod encoder;
+pub mod kernels;
+#[cfg(feature = "mkl")]
+pub mod mkl;
+pub mod threads;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{bert, xlm_roberta};
 use embbench_server::{Backend, FrameworkInfo, LoadProgress, Loaded, ModelSpec, Pooling, Settings, TokenBatch};
+use encoder::{Config, Encoder, Positions};
 use serde_json::json;
 use std::path::Path;
-
-enum Encoder {
-    Bert(bert::BertModel),
-    XlmRoberta(xlm_roberta::XLMRobertaModel),
-}
 
 /// A loaded encoder and how to pool its token states.
 pub struct CandleBackend {
@@ -25,27 +31,45 @@ pub struct CandleBackend {
 /// Loads the model named by `spec` from `settings.model_dir`; the runtime is ready once the CPU
 /// device is (rayon's pool, sized by NUM_THREADS, is built before loading starts).
 pub fn load(settings: &Settings, spec: &ModelSpec, progress: &LoadProgress<'_>) -> Result<Loaded> {
+    let pinning = threads::pin_global_pool();
+    if let Err(e) = &pinning {
+        eprintln!("embbench-candle: rayon's threads are not pinned: {e}");
+    }
+    #[cfg(feature = "mkl")]
+    mkl::set_num_threads(settings.num_threads);
     let device = Device::Cpu;
     progress.runtime_ready();
     let backend = CandleBackend::load(&settings.model_dir.join("pytorch"), spec, device)?;
     let info = FrameworkInfo {
         framework: "candle".into(),
         framework_version: env!("EMBBENCH_CANDLE_VERSION").into(),
-        build: build_facts(),
+        build: build_facts(&pinning),
     };
     Ok(Loaded { backend: Box::new(backend), info })
 }
 
-fn build_facts() -> serde_json::Map<String, serde_json::Value> {
-    let facts = json!({
+fn build_facts(pinning: &Result<Vec<Vec<usize>>, String>) -> serde_json::Map<String, serde_json::Value> {
+    #[cfg_attr(not(feature = "mkl"), allow(unused_mut))]
+    let mut facts = json!({
         "device": "cpu",
-        "matmul": "gemm crate on rayon",
+        "matmul": if candle_core::utils::has_mkl() { "Intel MKL sgemm (static, Intel OpenMP)" } else { "gemm crate on rayon" },
         "mkl": candle_core::utils::has_mkl(),
         "avx": candle_core::utils::with_avx(),
         "f16c": candle_core::utils::with_f16c(),
         "rayon_threads": rayon::current_num_threads(),
         "candle_threads": candle_core::utils::get_num_threads(),
+        "rayon_pinning": match pinning {
+            Ok(cpus) => json!(cpus),
+            Err(e) => json!(format!("not pinned: {e}")),
+        },
     });
+    #[cfg(feature = "mkl")]
+    if let Some(map) = facts.as_object_mut() {
+        map.insert("mkl_version".into(), json!(mkl::version()));
+        map.insert("mkl_cpu".into(), json!(mkl::processor()));
+        map.insert("mkl_threads".into(), json!(mkl::max_threads()));
+        map.insert("kmp_blocktime".into(), json!(std::env::var("KMP_BLOCKTIME").ok()));
+    }
     facts.as_object().cloned().unwrap_or_default()
 }
 
@@ -61,42 +85,33 @@ impl CandleBackend {
         }
         // SAFETY: the model folder is mounted read-only and not modified while the server runs.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let parse_error = || format!("{} does not describe a {} model", config_path.display(), spec.architecture);
-        let encoder = match spec.architecture.as_str() {
-            "bert" => {
-                let config: bert::Config = serde_json::from_str(&config_text).with_context(parse_error)?;
-                Encoder::Bert(bert::BertModel::load(vb, &config).context("cannot load the BERT weights")?)
-            }
-            "xlm-roberta" => {
-                let config: xlm_roberta::Config = serde_json::from_str(&config_text).with_context(parse_error)?;
-                // XLMRobertaModel checkpoints name tensors "embeddings.…"; masked-LM ones "roberta.embeddings.…".
-                let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("roberta") };
-                Encoder::XlmRoberta(
-                    xlm_roberta::XLMRobertaModel::new(&config, vb).context("cannot load the XLM-RoBERTa weights")?,
-                )
-            }
+        let config: Config = serde_json::from_str(&config_text)
+            .with_context(|| format!("{} does not describe a {} model", config_path.display(), spec.architecture))?;
+        // Checkpoints of the bare model name tensors "embeddings.…"; task checkpoints nest them.
+        let (positions, prefix) = match spec.architecture.as_str() {
+            "bert" => (Positions::FromZero, "bert"),
+            "xlm-roberta" => (Positions::AfterPadding(config.pad_token_id.unwrap_or(1)), "roberta"),
             other => bail!("the Candle backend serves architectures \"bert\" and \"xlm-roberta\", not \"{other}\""),
         };
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp(prefix) };
+        let encoder = Encoder::load(vb, &config, positions)
+            .with_context(|| format!("cannot load the {} weights", spec.architecture))?;
         Ok(Self { encoder, pooling: spec.pooling, normalize: spec.normalize, device })
     }
 
     fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
-        let shape = (batch.batch, batch.seq);
-        let input_ids = Tensor::from_vec(batch.input_ids.clone(), shape, &self.device)?;
-        let attention_mask = Tensor::from_vec(batch.attention_mask.clone(), shape, &self.device)?;
-        let token_type_ids = input_ids.zeros_like()?;
-        let hidden = match &self.encoder {
-            Encoder::Bert(m) => m.forward(&input_ids, &token_type_ids, Some(&attention_mask))?,
-            Encoder::XlmRoberta(m) => m.forward(&input_ids, &attention_mask, &token_type_ids, None, None, None)?,
-        };
+        let hidden = self.encoder.forward(&batch.input_ids, &batch.attention_mask, batch.batch, batch.seq)?;
+        let attention_mask = Tensor::from_vec(batch.attention_mask.clone(), (batch.batch, batch.seq), &self.device)?;
         let pooled = pool(&hidden, &attention_mask, self.pooling)?;
         Ok(if self.normalize { l2_normalize(&pooled)? } else { pooled })
     }
 }
 
 impl Backend for CandleBackend {
+    /// Runs on one of rayon's pinned threads (the caller, a blocking thread of tokio's, waits):
+    /// Candle's sequential ops then run there, and MKL's OpenMP team is led from there.
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        Ok(self.forward(batch)?.to_vec2::<f32>()?)
+        rayon::scope(|_| Ok(self.forward(batch)?.to_vec2::<f32>()?))
     }
 }
 

@@ -1,0 +1,2 @@
+//! Links Intel MKL (static, LP64, Intel OpenMP threading) from `$MKLROOT`; see build.rs.
+#![no_std]
