@@ -6,10 +6,16 @@ use crate::tokenize::TokenBatch;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
-/// An inference engine with a model loaded. Called from blocking threads, at most MAX_INFLIGHT at once.
+/// An inference engine with a model loaded. Called from the inference threads (`embbench-infer`, one
+/// per MAX_INFLIGHT), so at most MAX_INFLIGHT calls run at once.
 pub trait Backend: Send + Sync + 'static {
     /// One embedding per batch row, pooled as the model's spec says and L2-normalised.
     fn embed(&self, batch: &TokenBatch) -> anyhow::Result<Vec<Vec<f32>>>;
+
+    /// Called once on each inference thread (`index` 0 to MAX_INFLIGHT - 1) before its first
+    /// inference, and on `--bench-run`'s timing thread (index 0): a backend may pin the thread, for
+    /// example. Does nothing by default.
+    fn prepare_inference_thread(&self, _index: usize) {}
 }
 
 /// What `/info` reports about the framework behind a backend.

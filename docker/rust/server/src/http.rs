@@ -1,12 +1,13 @@
-//! The HTTP layer: routes, the `/embed` pipeline (validate, tokenize, infer under a semaphore), timing
-//! headers and phase counters, `/health`, `/info` and `/metrics`.
+//! The HTTP layer: routes, the `/embed` pipeline (validate, tokenize, queue for the inference workers),
+//! timing headers and phase counters, `/health`, `/info` and `/metrics`.
 
 use crate::backend::{Backend, FrameworkInfo};
+use crate::batcher::{Batcher, BatcherConfig, Policy};
 use crate::error::{ApiError, ErrorKind};
 use crate::info;
 use crate::metrics::{self, Metrics, Phases, RequestRecord};
 use crate::request::{check_content_type, parse_embed_request};
-use crate::settings::{ModelSpec, Settings};
+use crate::settings::{ModelSpec, ServingMode, Settings};
 use crate::startup::Startup;
 use crate::tokenize::TextTokenizer;
 use axum::body::{Body, Bytes};
@@ -19,7 +20,6 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-use tokio::sync::Semaphore;
 
 /// What serving needs once the model is loaded and warmed up.
 pub struct Ready {
@@ -28,40 +28,50 @@ pub struct Ready {
     pub info: FrameworkInfo,
 }
 
+/// What serves requests once the model is ready: the tokenizer, and the queue whose workers own the backend.
+struct Serving {
+    tokenizer: Arc<TextTokenizer>,
+    info: FrameworkInfo,
+    batcher: Batcher,
+}
+
 /// Shared by every request.
 pub struct AppState {
     pub settings: Settings,
     pub spec: ModelSpec,
-    ready: OnceLock<Ready>,
-    /// One permit per inference allowed to run (MAX_INFLIGHT); waiters queue in FIFO order.
-    inference_slots: Arc<Semaphore>,
+    ready: OnceLock<Serving>,
     /// The start-up stamps, written by the loading thread.
     pub startup: Startup,
     /// `/metrics`' counters.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     pub fn new(settings: Settings, spec: ModelSpec) -> Arc<Self> {
-        let slots = Arc::new(Semaphore::new(settings.max_inflight));
-        Arc::new(Self {
-            settings,
-            spec,
-            ready: OnceLock::new(),
-            inference_slots: slots,
-            startup: Startup::new(),
-            metrics: Metrics::new(),
+        Arc::new(Self { settings, spec, ready: OnceLock::new(), startup: Startup::new(), metrics: Arc::default() })
+    }
+
+    /// Starts the inference workers (`MAX_INFLIGHT`, in the `SERVING` mode) and marks the model as
+    /// loaded and warmed up: `/health` turns 200 from here on.
+    pub fn set_ready(&self, ready: Ready) -> anyhow::Result<()> {
+        anyhow::ensure!(self.ready.get().is_none(), "the model was marked ready twice");
+        let batcher = Batcher::start(BatcherConfig {
+            backend: ready.backend,
+            policy: Policy::from_settings(&self.settings),
+            workers: self.settings.max_inflight,
+            pad_id: ready.tokenizer.pad_id(),
+            embedding_dim: self.spec.embedding_dim,
+            metrics: Arc::clone(&self.metrics),
         })
-    }
-
-    /// Marks the model as loaded and warmed up: `/health` turns 200 from here on.
-    pub fn set_ready(&self, ready: Ready) {
-        if self.ready.set(ready).is_err() {
-            panic!("the model was marked ready twice");
+        .map_err(|e| anyhow::anyhow!("cannot start the inference threads: {e}"))?;
+        let serving = Serving { tokenizer: ready.tokenizer, info: ready.info, batcher };
+        if self.ready.set(serving).is_err() {
+            anyhow::bail!("the model was marked ready twice");
         }
+        Ok(())
     }
 
-    fn ready(&self) -> Result<&Ready, ApiError> {
+    fn ready(&self) -> Result<&Serving, ApiError> {
         self.ready.get().ok_or_else(|| ApiError::new(ErrorKind::Unhealthy, "model is loading"))
     }
 }
@@ -119,11 +129,24 @@ pub fn info_body(state: &AppState, framework: &FrameworkInfo) -> Value {
         "cpus": info::allowed_cpus(),
         "max_batch": state.settings.max_batch,
         "max_inflight": state.settings.max_inflight,
+        "serving": serving_info(&state.settings),
         "build": build,
         "warmup": state.settings.warmup,
         "startup": state.startup.to_json(),
         "os_threads": info::os_threads(),
     })
+}
+
+/// `/info`'s `serving`: the mode, and the batcher's settings in batched mode.
+pub fn serving_info(settings: &Settings) -> Value {
+    match settings.serving {
+        ServingMode::Sequential => json!({"mode": "sequential"}),
+        ServingMode::Batched => json!({
+            "mode": "batched",
+            "max_batch_tokens": settings.max_batch_tokens,
+            "max_wait_us": settings.max_wait_us,
+        }),
+    }
 }
 
 async fn embed(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -144,10 +167,12 @@ async fn embed(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
 }
 
 /// The `/embed` pipeline. Its phases (docker/CONTRACT.md, `GET /metrics`) run between consecutive
-/// stamps taken here, in the handler, so they add up to `request`: `tokenize` and `inference` include
-/// handing the work to a blocking thread and getting its result back.
+/// stamps, so they add up to `request`: `tokenize` includes handing the texts to a blocking thread and
+/// getting the rows back; `queue` runs from the rows being queued to their batch's runtime call, which
+/// the inference worker stamps, as it stamps the call's return; `serialize` includes the answer's trip
+/// back from the worker.
 async fn embed_inner(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let ready = state.ready()?;
+    let serving = state.ready()?;
     check_content_type(headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)")))?;
     let body = read_body(body, state.settings.max_body_bytes).await?;
     let body_read = Instant::now();
@@ -155,36 +180,18 @@ async fn embed_inner(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Re
     let request = parse_embed_request(&body, state.settings.max_batch)?;
     let parsed = Instant::now();
 
-    let tokenizer = Arc::clone(&ready.tokenizer);
-    let (batch, tokens) = run_blocking(move || {
-        let batch = tokenizer.encode(&request.inputs, request.truncate)?;
-        let tokens = batch.token_count();
-        Ok::<_, ApiError>((batch, tokens))
-    })
-    .await??;
-    let tokenized = Instant::now();
+    let tokenizer = Arc::clone(&serving.tokenizer);
+    let rows = run_blocking(move || tokenizer.encode_rows(&request.inputs, request.truncate)).await??;
+    let (inputs, tokens) = (rows.len(), rows.iter().map(Vec::len).sum::<usize>());
 
-    let permit = Arc::clone(&state.inference_slots)
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Backend, "the inference queue is closed"))?;
-    let slot_held = Instant::now();
-    let backend = Arc::clone(&ready.backend);
-    let inputs = batch.batch;
-    let rows = run_blocking(move || {
-        let _permit = permit;
-        backend.embed(&batch)
-    })
-    .await?
-    .map_err(|e| ApiError::new(ErrorKind::Backend, format!("inference failed: {e:#}")))?;
-    let inferred = Instant::now();
-    check_rows(&rows, inputs, state.spec.embedding_dim)?;
+    let (queued, answer) = serving.batcher.submit(rows);
+    let answer = answer.await.map_err(|_| ApiError::new(ErrorKind::Backend, "the inference worker went away"))??;
 
-    let json = serde_json::to_vec(&rows)
+    let json = serde_json::to_vec(&answer.rows)
         .map_err(|e| ApiError::new(ErrorKind::Backend, format!("cannot serialise the embeddings: {e}")))?;
     let serialised = Instant::now();
 
-    let phases = Phases::between([body_read, parsed, tokenized, slot_held, inferred, serialised]);
+    let phases = Phases::between([body_read, parsed, queued, answer.started, answer.finished, serialised]);
     state.metrics.record(&RequestRecord { inputs: inputs as u64, tokens: tokens as u64, phases });
     let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response();
     let h = response.headers_mut();
@@ -207,7 +214,7 @@ pub fn timing_headers(phases: &Phases) -> [(&'static str, HeaderValue); 3] {
 async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ApiError::new(ErrorKind::Backend, format!("the inference task failed: {e}")))
+        .map_err(|e| ApiError::new(ErrorKind::Backend, format!("the tokenization task failed: {e}")))
 }
 
 /// Reads the whole body, refusing more than `limit` bytes.
@@ -221,23 +228,6 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-/// A backend answering the wrong shape is a backend failure, not a client's problem.
-fn check_rows(rows: &[Vec<f32>], batch: usize, dim: usize) -> Result<(), ApiError> {
-    if rows.len() != batch {
-        return Err(ApiError::new(
-            ErrorKind::Backend,
-            format!("backend answered {} rows for {batch} inputs", rows.len()),
-        ));
-    }
-    if let Some(row) = rows.iter().find(|r| r.len() != dim) {
-        return Err(ApiError::new(
-            ErrorKind::Backend,
-            format!("backend answered {} values per row, embedding_dim is {dim}", row.len()),
-        ));
-    }
-    Ok(())
-}
-
 fn millis(d: std::time::Duration) -> HeaderValue {
     HeaderValue::from_str(&format!("{:.3}", d.as_secs_f64() * 1000.0)).expect("a decimal number is a valid header")
 }
@@ -245,7 +235,7 @@ fn millis(d: std::time::Duration) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{ready_state, state, FakeBackend};
+    use crate::test_support::{ready_state, ready_state_with, state, FakeBackend};
     use axum::http::Request;
     use std::collections::HashMap;
     use std::sync::atomic::Ordering;
@@ -437,7 +427,8 @@ mod tests {
             backend,
             tokenizer: Arc::new(crate::tokenize::test_support::tiny_tokenizer(5)),
             info: crate::test_support::fake_info(),
-        });
+        })
+        .unwrap();
         let (_, _, body) = send(&s, Request::get("/info").body(Body::empty()).unwrap()).await;
         assert_eq!(body["warmup"], json!(false));
         let t = |k: &str| body["startup"][k].as_f64().unwrap_or_else(|| panic!("{k}: {body}"));
@@ -569,5 +560,133 @@ mod tests {
         // The waiter's x-inference-time holds its queue time too.
         let slowest = inference_headers.iter().cloned().fold(0.0, f64::max);
         assert!(slowest >= 90.0, "{inference_headers:?}");
+    }
+
+    fn batched(max_batch_tokens: usize, max_wait_us: u64) -> Settings {
+        Settings {
+            serving: ServingMode::Batched,
+            max_batch_tokens,
+            max_wait_us,
+            ..crate::test_support::settings("/nonexistent".into(), 1)
+        }
+    }
+
+    /// Waits until the backend is running an inference.
+    async fn until_running(backend: &FakeBackend) {
+        for _ in 0..1000 {
+            if backend.running.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("no inference started");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_requests_share_one_inference_and_each_gets_its_own_rows() {
+        let backend = Arc::new(FakeBackend { delay_ms: 150, ..Default::default() });
+        let s = ready_state_with(Arc::clone(&backend), batched(16_384, 0));
+        let first = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { send(&s, post_json(r#"{"inputs": "a"}"#)).await })
+        };
+        until_running(&backend).await;
+        // Three requests queue while the first one's inference runs: their rows differ in length
+        // ([CLS] text [SEP]), which the fake backend answers as each row's first value.
+        let bodies = [r#"{"inputs": ["a b c", "a"]}"#, r#"{"inputs": "a b"}"#, r#"{"inputs": ["", "c c", "a b c"]}"#];
+        let expected = [
+            json!([[5.0, 2.0, 0.0], [3.0, 2.0, 0.0]]),
+            json!([[4.0, 2.0, 0.0]]),
+            json!([[2.0, 2.0, 0.0], [4.0, 2.0, 0.0], [5.0, 2.0, 0.0]]),
+        ];
+        let queued: Vec<_> = bodies
+            .iter()
+            .map(|body| {
+                let s = Arc::clone(&s);
+                let body = body.to_string();
+                tokio::spawn(async move { send(&s, post_json(&body)).await })
+            })
+            .collect();
+        let (status, _, body) = first.await.unwrap();
+        assert_eq!((status, body), (StatusCode::OK, json!([[3.0, 2.0, 0.0]])));
+        for (r, want) in queued.into_iter().zip(expected) {
+            let (status, headers, body) = r.await.unwrap();
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body, want, "each request gets its own rows, in its own order");
+            assert!(header_ms(&headers, "x-inference-time") >= 150.0, "it waited for the first inference");
+        }
+        let seen = backend.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "the three queued requests ran as one inference: {seen:?}");
+        assert_eq!((seen[1].batch, seen[1].seq), (6, 5), "6 rows padded to the longest");
+        let (_, _, m) = metrics(&s).await;
+        assert_eq!(m["embbench_requests_total"], 4.0);
+        assert_eq!(m["embbench_inputs_total"], 7.0);
+        assert_eq!(m["embbench_batch_size_count"], 2.0, "one histogram entry per inference");
+        assert_eq!(m["embbench_batch_size_sum"], 7.0);
+        assert_eq!(m["embbench_batch_size_bucket{le=\"1\"}"], 1.0);
+        assert_eq!(m["embbench_batch_size_bucket{le=\"8\"}"], 2.0);
+        // The batch's inference counts whole for each of its three requests, and the wait for the
+        // first request's inference is their queue time.
+        assert!(m["embbench_inference_seconds_total"] >= 4.0 * 0.150, "{m:?}");
+        assert!(m["embbench_queue_seconds_total"] >= 3.0 * 0.050, "{m:?}");
+        let phases: f64 = ["parse", "tokenize", "queue", "inference", "serialize"]
+            .iter()
+            .map(|p| m[&format!("embbench_{p}_seconds_total")])
+            .sum();
+        assert!((phases - m["embbench_request_seconds_total"]).abs() < 1e-8, "the phases add up: {m:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_mode_keeps_the_token_budget_over_http() {
+        // A budget of 10 padded tokens: "a b c" (5 tokens) twice fills it; a third waits for the next batch.
+        let backend = Arc::new(FakeBackend { delay_ms: 100, ..Default::default() });
+        let s = ready_state_with(Arc::clone(&backend), batched(10, 0));
+        let first = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { send(&s, post_json(r#"{"inputs": "a"}"#)).await.0 })
+        };
+        until_running(&backend).await;
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            let s = Arc::clone(&s);
+            queued.push(tokio::spawn(async move { send(&s, post_json(r#"{"inputs": "a b c"}"#)).await.0 }));
+            // In order: each is queued before the next is sent.
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        }
+        assert_eq!(first.await.unwrap(), StatusCode::OK);
+        for r in queued {
+            assert_eq!(r.await.unwrap(), StatusCode::OK);
+        }
+        let sizes: Vec<usize> = backend.seen.lock().unwrap().iter().map(|b| b.batch).collect();
+        assert_eq!(sizes, vec![1, 2, 1]);
+    }
+
+    #[tokio::test]
+    async fn info_reports_the_serving_mode() {
+        let (_, _, body) =
+            send(&ready_state(Default::default(), 1), Request::get("/info").body(Body::empty()).unwrap()).await;
+        assert_eq!(body["serving"], json!({"mode": "sequential"}));
+        let s = ready_state_with(Default::default(), batched(4096, 250));
+        let (_, _, body) = send(&s, Request::get("/info").body(Body::empty()).unwrap()).await;
+        assert_eq!(body["serving"], json!({"mode": "batched", "max_batch_tokens": 4096, "max_wait_us": 250}));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequential_requests_are_served_in_arrival_order() {
+        let backend = Arc::new(FakeBackend { delay_ms: 40, ..Default::default() });
+        let s = ready_state(Arc::clone(&backend), 1);
+        let mut requests = Vec::new();
+        // "a", "a a", "a a a": 3, 4 and 5 tokens, sent 10 ms apart while the first runs.
+        for n in 1..=3 {
+            let s = Arc::clone(&s);
+            let body = format!(r#"{{"inputs": "{}"}}"#, vec!["a"; n].join(" "));
+            requests.push(tokio::spawn(async move { send(&s, post_json(&body)).await.0 }));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for r in requests {
+            assert_eq!(r.await.unwrap(), StatusCode::OK);
+        }
+        let seqs: Vec<usize> = backend.seen.lock().unwrap().iter().map(|b| b.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 5], "one inference per request, first come first served");
     }
 }

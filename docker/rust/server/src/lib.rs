@@ -4,8 +4,12 @@
 //! ```ignore
 //! fn main() -> std::process::ExitCode { embbench_server::serve(my_backend::load) }
 //! ```
+//!
+//! The same binary times its backend in-process with `--bench-run` (see [`bench`]).
 
 pub mod backend;
+pub mod batcher;
+pub mod bench;
 pub mod error;
 pub mod http;
 pub mod info;
@@ -19,7 +23,7 @@ pub mod tokenize;
 
 pub use backend::{Backend, FrameworkInfo, LoadProgress, Loaded, Loader};
 pub use error::{ApiError, ErrorKind};
-pub use settings::{ModelSpec, Pooling, Settings};
+pub use settings::{ModelSpec, Pooling, ServingMode, Settings};
 pub use tokenize::{TextTokenizer, TokenBatch};
 
 use anyhow::{Context, Result};
@@ -30,7 +34,23 @@ use std::time::Duration;
 
 /// Runs a server: reads the environment, binds the port, loads the model in the background, serves
 /// until SIGTERM or SIGINT. Exit code 2 for bad settings, 1 when the model cannot load.
+///
+/// With `--bench-run --payload FILE [--runs N] [--warmup N]` it loads the backend the same way and
+/// prints the timing of the payload's inference as JSON instead ([`bench`]).
 pub fn serve(load: Loader) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match bench::parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &format!("{e:#}\n{}", bench::USAGE)),
+    };
+    let bench_args = match command {
+        bench::Command::Serve => None,
+        bench::Command::Help => {
+            println!("{}", bench::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        bench::Command::Bench(a) => Some(a),
+    };
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => return fail(2, &format!("{e:#}")),
@@ -40,10 +60,19 @@ pub fn serve(load: Loader) -> ExitCode {
         Err(e) => return fail(2, &format!("{e:#}")),
     };
     size_thread_pools(settings.num_threads);
+    if let Some(bench_args) = bench_args {
+        return match bench::run(&settings, &spec, load, &bench_args) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(1, &format!("{e:#}")),
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.num_threads)
-        // Tokenization and inference run here; inference is further limited by the MAX_INFLIGHT semaphore.
-        .max_blocking_threads(settings.max_inflight + settings.num_threads + 1)
+        // Tokenization runs here; inference runs on the batcher's MAX_INFLIGHT threads.
+        .max_blocking_threads(settings.num_threads + 1)
         .thread_name("embbench-http")
         .enable_all()
         .build()
@@ -51,6 +80,15 @@ pub fn serve(load: Loader) -> ExitCode {
     match runtime.block_on(run(settings, spec, load)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &format!("{e:#}")),
+    }
+}
+
+fn serving_summary(settings: &Settings) -> String {
+    match settings.serving {
+        ServingMode::Sequential => "sequential".into(),
+        ServingMode::Batched => {
+            format!("batched (MAX_BATCH_TOKENS={}, MAX_WAIT_US={})", settings.max_batch_tokens, settings.max_wait_us)
+        }
     }
 }
 
@@ -76,17 +114,19 @@ async fn run(settings: Settings, spec: ModelSpec, load: Loader) -> Result<()> {
     let addr = format!("{}:{}", settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
     eprintln!(
-        "embbench-server: listening on {addr}; model \"{}\" from {}, {} threads",
+        "embbench-server: listening on {addr}; model \"{}\" from {}, {} threads, serving {} (MAX_INFLIGHT={})",
         spec.name,
         settings.model_dir.display(),
-        settings.num_threads
+        settings.num_threads,
+        serving_summary(&settings),
+        settings.max_inflight,
     );
     let state = http::AppState::new(settings, spec);
     let loader_state = Arc::clone(&state);
     std::thread::Builder::new()
         .name("embbench-load".into())
-        .spawn(move || match load_and_warm_up(&loader_state, load) {
-            Ok(ready) => loader_state.set_ready(ready),
+        .spawn(move || match load_and_warm_up(&loader_state, load).and_then(|ready| loader_state.set_ready(ready)) {
+            Ok(()) => {}
             Err(e) => {
                 eprintln!("embbench-server: cannot load the model: {e:#}");
                 std::process::exit(1);

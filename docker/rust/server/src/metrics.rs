@@ -49,7 +49,7 @@ impl Phases {
     }
 }
 
-/// One `/embed` request answered 200. Each request runs one inference, of all its inputs.
+/// One `/embed` request answered 200.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RequestRecord {
     pub inputs: u64,
@@ -91,7 +91,8 @@ impl Metrics {
         Self::default()
     }
 
-    /// Counts one request answered 200, once its answer is serialised.
+    /// Counts one request answered 200, once its answer is serialised. Its inference is counted
+    /// apart, by [`Metrics::record_batch`], once per inference however many requests it served.
     pub fn record(&self, r: &RequestRecord) {
         let add = |counter: &AtomicU64, v: u64| {
             counter.fetch_add(v, Ordering::Relaxed);
@@ -104,10 +105,14 @@ impl Metrics {
         add(&self.queue_ns, nanos(r.phases.queue));
         add(&self.inference_ns, nanos(r.phases.inference));
         add(&self.serialize_ns, nanos(r.phases.serialize));
-        let bucket = BATCH_BUCKETS.iter().position(|&le| r.inputs <= le).unwrap_or(BATCH_BUCKETS.len());
-        add(&self.batch_buckets[bucket], 1);
-        add(&self.batch_sum, r.inputs);
         add(&self.requests, 1);
+    }
+
+    /// Counts one inference of `rows` inputs in `embbench_batch_size`, once it answered.
+    pub fn record_batch(&self, rows: u64) {
+        let bucket = BATCH_BUCKETS.iter().position(|&le| rows <= le).unwrap_or(BATCH_BUCKETS.len());
+        self.batch_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.batch_sum.fetch_add(rows, Ordering::Relaxed);
     }
 
     /// The `/metrics` body.
@@ -218,10 +223,15 @@ embbench_batch_size_count 0
         let m = Metrics::new();
         let phases =
             |p, t, q, i, s| Phases { parse: ms(p), tokenize: ms(t), queue: ms(q), inference: ms(i), serialize: ms(s) };
-        m.record(&RequestRecord { inputs: 1, tokens: 7, phases: phases(1, 2, 0, 30, 1) });
-        m.record(&RequestRecord { inputs: 3, tokens: 20, phases: phases(2, 5, 10, 90, 3) });
-        m.record(&RequestRecord { inputs: 64, tokens: 640, phases: phases(3, 40, 1500, 800, 7) });
-        m.record(&RequestRecord {
+        // Four requests, each its own inference (sequential serving).
+        let record = |r: RequestRecord| {
+            m.record(&r);
+            m.record_batch(r.inputs);
+        };
+        record(RequestRecord { inputs: 1, tokens: 7, phases: phases(1, 2, 0, 30, 1) });
+        record(RequestRecord { inputs: 3, tokens: 20, phases: phases(2, 5, 10, 90, 3) });
+        record(RequestRecord { inputs: 64, tokens: 640, phases: phases(3, 40, 1500, 800, 7) });
+        record(RequestRecord {
             inputs: 300,
             tokens: 3000,
             phases: Phases { inference: Duration::new(2, 5), ..Default::default() },
@@ -268,6 +278,7 @@ embbench_batch_size_count 0
                             tokens: 5,
                             phases: Phases { parse: ms(1), ..Default::default() },
                         });
+                        m.record_batch(2);
                     }
                 });
             }
@@ -278,6 +289,23 @@ embbench_batch_size_count 0
         assert_eq!(s["embbench_parse_seconds_total"], "4.000000000");
         assert_eq!(s["embbench_batch_size_bucket{le=\"2\"}"], "4000");
         assert_eq!(s["embbench_batch_size_bucket{le=\"1\"}"], "0");
+    }
+
+    #[test]
+    fn batches_are_counted_apart_from_requests() {
+        // Batched serving: three requests of 1, 2 and 3 inputs answered by one inference of 6 rows.
+        let m = Metrics::new();
+        for inputs in [1, 2, 3] {
+            m.record(&RequestRecord { inputs, tokens: inputs * 4, phases: Phases::default() });
+        }
+        m.record_batch(6);
+        let s = samples(&m.render());
+        assert_eq!(s["embbench_requests_total"], "3");
+        assert_eq!(s["embbench_inputs_total"], "6");
+        assert_eq!(s["embbench_batch_size_count"], "1");
+        assert_eq!(s["embbench_batch_size_sum"], "6");
+        assert_eq!(s["embbench_batch_size_bucket{le=\"4\"}"], "0");
+        assert_eq!(s["embbench_batch_size_bucket{le=\"8\"}"], "1");
     }
 
     #[test]

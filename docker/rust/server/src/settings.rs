@@ -18,6 +18,31 @@ pub struct Settings {
     pub load_delay_ms: u64,
     /// `WARMUP`: run one warm-up inference before `/health` turns 200.
     pub warmup: bool,
+    /// `SERVING`: one inference per request, or the batcher joining queued requests.
+    pub serving: ServingMode,
+    /// `MAX_BATCH_TOKENS` (batched): most padded tokens (rows × longest row) in one inference.
+    pub max_batch_tokens: usize,
+    /// `MAX_WAIT_US` (batched): how long a batch may wait for more requests after its oldest arrived.
+    pub max_wait_us: u64,
+}
+
+/// How requests are admitted to inference (docker/CONTRACT.md, "Serving modes and the batcher").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServingMode {
+    /// Each request's inputs are one inference.
+    Sequential,
+    /// Queued requests are joined into one inference within the token budget.
+    Batched,
+}
+
+impl ServingMode {
+    /// The `SERVING` value naming this mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServingMode::Sequential => "sequential",
+            ServingMode::Batched => "batched",
+        }
+    }
 }
 
 impl Settings {
@@ -43,6 +68,9 @@ impl Settings {
             max_body_bytes: parse_number("MAX_BODY_BYTES", get("MAX_BODY_BYTES"), 2_097_152usize, 1)?,
             load_delay_ms: parse_number("LOAD_DELAY_MS", get("LOAD_DELAY_MS"), 0u64, 0)?,
             warmup: parse_switch("WARMUP", get("WARMUP"), true)?,
+            serving: parse_serving(get("SERVING"))?,
+            max_batch_tokens: parse_number("MAX_BATCH_TOKENS", get("MAX_BATCH_TOKENS"), 16_384usize, 1)?,
+            max_wait_us: parse_number("MAX_WAIT_US", get("MAX_WAIT_US"), 0u64, 0)?,
         })
     }
 }
@@ -68,6 +96,16 @@ fn parse_switch(name: &str, value: Option<String>, default: bool) -> Result<bool
         "1" => Ok(true),
         "0" => Ok(false),
         _ => bail!("{name}=\"{raw}\" is not 0 or 1: expected 1 (on) or 0 (off)"),
+    }
+}
+
+/// `SERVING`: `sequential` (the default) or `batched`; anything else is an error naming the variable.
+fn parse_serving(value: Option<String>) -> Result<ServingMode> {
+    let Some(raw) = value else { return Ok(ServingMode::Sequential) };
+    match raw.trim() {
+        "sequential" => Ok(ServingMode::Sequential),
+        "batched" => Ok(ServingMode::Batched),
+        _ => bail!("SERVING=\"{raw}\" is not a serving mode: expected sequential or batched"),
     }
 }
 
@@ -129,6 +167,52 @@ mod tests {
         assert_eq!(s.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(s.load_delay_ms, 0);
         assert!(s.warmup);
+        assert_eq!(s.serving, ServingMode::Sequential);
+        assert_eq!(s.max_batch_tokens, 16_384);
+        assert_eq!(s.max_wait_us, 0);
+    }
+
+    fn with(name: &str, value: &str) -> Result<Settings> {
+        settings(&[("MODEL_DIR", "/m"), ("NUM_THREADS", "1"), (name, value)])
+    }
+
+    #[test]
+    fn serving_is_sequential_or_batched() {
+        assert_eq!(with("SERVING", "batched").unwrap().serving, ServingMode::Batched);
+        assert_eq!(with("SERVING", "sequential").unwrap().serving, ServingMode::Sequential);
+        assert_eq!(with("SERVING", " batched ").unwrap().serving, ServingMode::Batched, "blanks are ignored");
+        assert_eq!(with("SERVING", "").unwrap().serving, ServingMode::Sequential, "empty means the default");
+        for bad in ["Batched", "batch", "dynamic", "1", "sequential,batched"] {
+            let e = with("SERVING", bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("SERVING=\"{bad}\"")) && e.contains("sequential or batched"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn batcher_settings_are_checked_numbers() {
+        let s = settings(&[
+            ("MODEL_DIR", "/m"),
+            ("NUM_THREADS", "1"),
+            ("SERVING", "batched"),
+            ("MAX_BATCH_TOKENS", "4096"),
+            ("MAX_WAIT_US", "2500"),
+        ])
+        .unwrap();
+        assert_eq!((s.serving, s.max_batch_tokens, s.max_wait_us), (ServingMode::Batched, 4096, 2500));
+        assert_eq!(with("MAX_WAIT_US", "0").unwrap().max_wait_us, 0, "0 is valid: take what is queued");
+        for (name, bad, says) in [
+            ("MAX_BATCH_TOKENS", "0", "MAX_BATCH_TOKENS=0 is too small"),
+            ("MAX_BATCH_TOKENS", "-5", "MAX_BATCH_TOKENS=\"-5\""),
+            ("MAX_BATCH_TOKENS", "16k", "MAX_BATCH_TOKENS=\"16k\""),
+            ("MAX_WAIT_US", "-1", "MAX_WAIT_US=\"-1\""),
+            ("MAX_WAIT_US", "1.5", "MAX_WAIT_US=\"1.5\""),
+            ("MAX_WAIT_US", "soon", "MAX_WAIT_US=\"soon\""),
+        ] {
+            let e = with(name, bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{name}={bad}: {e}");
+        }
+        // Malformed batcher settings are errors in sequential mode too, where they are unused.
+        assert!(with("MAX_BATCH_TOKENS", "x").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::backend::{Backend, FrameworkInfo};
 use crate::http::{AppState, Ready};
-use crate::settings::{ModelSpec, Pooling, Settings};
+use crate::settings::{ModelSpec, Pooling, ServingMode, Settings};
 use crate::tokenize::test_support::tiny_tokenizer;
 use crate::tokenize::TokenBatch;
 use std::path::PathBuf;
@@ -61,6 +61,9 @@ pub(crate) fn settings(model_dir: PathBuf, max_inflight: usize) -> Settings {
         max_body_bytes: 200,
         load_delay_ms: 0,
         warmup: true,
+        serving: ServingMode::Sequential,
+        max_batch_tokens: 16_384,
+        max_wait_us: 0,
     }
 }
 
@@ -83,8 +86,13 @@ pub(crate) fn state(max_inflight: usize) -> Arc<AppState> {
 
 /// A server serving `backend` with the tiny tokenizer.
 pub(crate) fn ready_state(backend: Arc<FakeBackend>, max_inflight: usize) -> Arc<AppState> {
-    let s = state(max_inflight);
-    s.set_ready(Ready { backend, tokenizer: Arc::new(tiny_tokenizer(5)), info: fake_info() });
+    ready_state_with(backend, settings("/nonexistent".into(), max_inflight))
+}
+
+/// A server serving `backend` with the tiny tokenizer and these settings.
+pub(crate) fn ready_state_with(backend: Arc<FakeBackend>, settings: Settings) -> Arc<AppState> {
+    let s = AppState::new(settings, spec());
+    s.set_ready(Ready { backend, tokenizer: Arc::new(tiny_tokenizer(5)), info: fake_info() }).unwrap();
     s
 }
 

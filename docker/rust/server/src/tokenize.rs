@@ -59,11 +59,18 @@ impl TextTokenizer {
         Ok(Self { tokenizer, max_seq_length, pad_id })
     }
 
-    /// Tokenizes one request's texts. With `truncate` false a text over `max_seq_length` tokens is a
-    /// validation error naming it.
+    /// Tokenizes one request's texts and pads them to the longest. With `truncate` false a text over
+    /// `max_seq_length` tokens is a validation error naming it.
     pub fn encode(&self, texts: &[String], truncate: bool) -> Result<TokenBatch, ApiError> {
+        let rows = self.encode_rows(texts, truncate)?;
+        Ok(self.pad(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+    }
+
+    /// Tokenizes one request's texts, unpadded: the token ids of each text, special tokens included,
+    /// truncated at `max_seq_length` (or, with `truncate` false, rejected when longer).
+    pub fn encode_rows(&self, texts: &[String], truncate: bool) -> Result<Vec<Vec<u32>>, ApiError> {
         // One text at a time: the batch call would fan out on rayon's pool, competing with inference.
-        let mut encodings = Vec::with_capacity(texts.len());
+        let mut rows = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
             let encoding = self
                 .tokenizer
@@ -77,10 +84,19 @@ impl TextTokenizer {
                     self.max_seq_length
                 )));
             }
-            encodings.push(encoding);
+            rows.push(encoding.get_ids().to_vec());
         }
-        let rows: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
-        Ok(pad_right(&rows, self.pad_id))
+        Ok(rows)
+    }
+
+    /// Pads rows (of one request or of a whole batch) on the right to the longest, with the model's pad id.
+    pub fn pad(&self, rows: &[&[u32]]) -> TokenBatch {
+        pad_right(rows, self.pad_id)
+    }
+
+    /// The id padding positions get.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
     }
 }
 
@@ -176,6 +192,16 @@ mod tests {
         assert_eq!(b.attention_mask, vec![1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0]);
         assert_eq!(b.lengths(), vec![5, 3, 2]);
         assert_eq!(b.token_count(), 10);
+    }
+
+    #[test]
+    fn rows_are_unpadded_and_pad_to_the_same_batch() {
+        let t = tiny_tokenizer(16);
+        let rows = t.encode_rows(&texts(&["a b c", "a", ""]), true).unwrap();
+        assert_eq!(rows, vec![vec![2, 4, 5, 6, 3], vec![2, 4, 3], vec![2, 3]]);
+        let slices: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        assert_eq!(t.pad(&slices), t.encode(&texts(&["a b c", "a", ""]), true).unwrap());
+        assert_eq!(t.pad_id(), 0);
     }
 
     #[test]
