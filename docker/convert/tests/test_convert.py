@@ -12,11 +12,12 @@ from conftest import CORPUS_DIR, MODELS_FILE, convert, tree_hashes
 def test_tiny_xlmr_folder_has_the_contract_layout(tiny_xlmr):
     model = json.loads((tiny_xlmr / "embbench_model.json").read_text())
     assert model == {"name": "tiny-xlmr", "architecture": "xlm-roberta", "pooling": "cls", "normalize": True,
-                     "max_seq_length": 512, "embedding_dim": 64}
+                     "max_seq_length": 512, "embedding_dim": 64, "ort_graph": "onnx/model_fused.onnx"}
     for rel in ("pytorch/model.safetensors", "pytorch/config.json", "pytorch/tokenizer.json",
                 "pytorch/tokenizer_config.json", "pytorch/special_tokens_map.json", "pytorch/sentencepiece.bpe.model",
-                "onnx/model.onnx", "openvino/model.xml", "openvino/model.bin", "openvino_fp16/model.xml",
-                "openvino_fp16/model.bin", "reference/embeddings.json", "payloads/index.json"):
+                "onnx/model.onnx", "onnx/model_fused.onnx", "openvino/model.xml", "openvino/model.bin",
+                "openvino_fp16/model.xml", "openvino_fp16/model.bin", "reference/embeddings.json",
+                "payloads/index.json"):
         assert (tiny_xlmr / rel).is_file(), rel
     assert not list(tiny_xlmr.parent.glob(".tiny-xlmr.*")), "staging folder left behind"
 
@@ -37,11 +38,11 @@ def test_manifest_records_hashes_provenance_and_passing_parity(tiny_xlmr):
     m = json.loads((tiny_xlmr / "manifest.json").read_text())
     assert m["source"]["id"] == "embbench/tiny-xlmr" and m["source"]["seed"]
     assert m["opset"] == 17
-    assert m["precisions"] == {"onnx": "fp32", "openvino": "fp32", "openvino_fp16": "fp16"}
+    assert m["precisions"] == {"onnx": "fp32", "onnx_fused": "fp32", "openvino": "fp32", "openvino_fp16": "fp16"}
     assert m["tool_versions"]["torch"] and m["tool_versions"]["onnxruntime"] == "1.21.1"
     assert set(m["files"]) == set(tree_hashes(tiny_xlmr)) - {"manifest.json"}
     assert m["files"] == {k: v for k, v in tree_hashes(tiny_xlmr).items() if k != "manifest.json"}
-    for fmt in ("onnxruntime", "openvino"):
+    for fmt in ("onnxruntime", "openvino", "onnxruntime_fused"):
         p = m["parity"][fmt]
         assert p["passed"] and p["thresholds"] == {"max_abs_diff": 1e-4, "min_cosine": 0.9999}
         assert p["max_abs_diff"] <= 1e-4 and p["min_cosine"] >= 0.9999

@@ -33,6 +33,7 @@ def test_onnxruntime_and_openvino_match_pytorch_on_a_padded_batch(request, fixtu
     reference = parity.torch_reference(export.load_hf_model(model_dir / "pytorch", "sdpa"), pooling, ids, mask)
     outputs = {
         "onnxruntime": parity.run_onnxruntime(model_dir / "onnx" / "model.onnx", ids, mask),
+        "onnxruntime_fused": parity.run_onnxruntime(model_dir / "onnx" / "model_fused.onnx", ids, mask),
         "openvino": parity.run_openvino(model_dir / "openvino" / "model.xml", ids, mask),
     }
     for name, out in outputs.items():
