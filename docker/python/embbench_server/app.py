@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
 import threading
 import time
@@ -156,6 +157,9 @@ class EmbedServer:
         self.batcher: Batcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loader: threading.Thread | None = None
+        # The cpuset, read before any framework loads: a runtime may pin the loading thread (GNU
+        # OpenMP binds the thread that loads it), and threads started from it would inherit that.
+        self._process_cpus = os.sched_getaffinity(0)
         self.metrics = Metrics()
         # CLOCK_MONOTONIC seconds; None until the stage is reached.
         self.startup: dict[str, float | None] = dict.fromkeys(STARTUP_STAGES)
@@ -221,11 +225,16 @@ class EmbedServer:
             max_wait_us=settings.max_wait_us,
             pad_id=self.tokenizer.pad_id,
             embedding_dim=self.spec.embedding_dim,
-            thread_setup=backend.prepare_inference_thread,
+            thread_setup=lambda index: self._prepare_inference_thread(backend, index),
         )
         batcher.start()
         self.batcher = batcher
         return batcher
+
+    def _prepare_inference_thread(self, backend: Backend, index: int) -> None:
+        # Started from the loading thread: back to the whole cpuset, then the backend pins it if it will.
+        os.sched_setaffinity(0, self._process_cpus)
+        backend.prepare_inference_thread(index)
 
     def close(self) -> None:
         self._tokenize_pool.shutdown(wait=False, cancel_futures=True)

@@ -174,7 +174,8 @@ def start_server(tmp_path) -> Callable[..., LiveServer]:
               load_gate: threading.Event | None = None, fail_load: bool = False, wait: bool = True,
               warmup: bool = True, load_delay_ms: int = 0, import_seconds: float = 0,
               serving: str = "sequential", max_batch_tokens: int = 16384, max_wait_us: int = 0,
-              inline_tokenize_chars: int | None = None) -> LiveServer:
+              inline_tokenize_chars: int | None = None,
+              on_make: Callable[[FakeBackend], None] | None = None) -> LiveServer:
         model_dir = write_model_dir(tmp_path / f"model{len(servers)}")
         settings = Settings(model_dir=model_dir, host="127.0.0.1", port=0, num_threads=1, max_batch=max_batch,
                             max_inflight=max_inflight, max_body_bytes=max_body_bytes, load_delay_ms=load_delay_ms,
@@ -189,6 +190,8 @@ def start_server(tmp_path) -> Callable[..., LiveServer]:
         def make_backend() -> FakeBackend:
             # Stands for the framework import the real make_backend does.
             time.sleep(import_seconds)
+            if on_make is not None:
+                on_make(backend)  # in the loading thread, as the framework import
             made_at.append(time.monotonic())
             return backend
 

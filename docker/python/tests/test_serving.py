@@ -253,3 +253,19 @@ def test_malformed_settings_exit_2_before_anything_loads(tmp_path, backend, env,
                           text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+def test_inference_threads_start_on_the_whole_cpuset_whatever_the_loading_thread_was_pinned_to(start_server):
+    """GNU OpenMP pins the thread that loads it (torch's import, in the loading thread); the inference
+    threads started from there must not inherit that one CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    seen: list[set[int]] = []
+
+    def pin_the_loader(backend) -> None:
+        os.sched_setaffinity(0, {cpus[0]})  # what libgomp's initial binding does to the loading thread
+        backend.prepare_inference_thread = lambda index: seen.append(os.sched_getaffinity(0))
+
+    start_server(on_make=pin_the_loader)
+    assert seen == [set(cpus)]
