@@ -38,7 +38,8 @@ cleanup() { docker rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 docker run --rm "$test_tag" tar -C /fixtures -c toy | tar -x -C "$work"
 chmod -R a+rX "$work"
-port="${SMOKE_PORT:-18093}"
+# A free port unless told: a fixed one may be held by another server on this host, which would answer instead.
+port="${SMOKE_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 docker run -d --name "$name" --network host -e MODEL_DIR=/model -e NUM_THREADS=1 -e PORT="$port" \
   -v "$work/toy:/model:ro" "$run_tag" >/dev/null
 docker run --rm -i --network host "$test_tag" python3 - "$port" <<'PY'
