@@ -25,10 +25,15 @@ const MIN_MINOR_VERSION: u32 = 20;
 const DEFAULT_GRAPH: &str = "onnx/model.onnx";
 
 /// Whether the intra-op threads spin before they sleep, waiting for work (ONNX Runtime's
-/// `session.intra_op.allow_spinning`). Chosen by measurement (see the ort crate's report in the
-/// commit that set it); the same in the three ONNX Runtime frontends. `ORT_INTRA_OP_SPINNING=0|1`
-/// overrides it for measurements, and `/info.build.intra_op_spinning` reports what ran.
-pub const INTRA_OP_SPINNING: bool = true;
+/// `session.intra_op.allow_spinning`, and `inter_op` alike); the same in the three ONNX Runtime
+/// frontends. Off, by measurement (minilm, 2 CPUs, NUM_THREADS=2, the machine shared with other work,
+/// spinning off vs on, two interleaved rounds): the server answered 99 vs 50 and 147 vs 74 req/s at
+/// c=1, 100 vs 78 and 130 vs 140 at c=16 sequential, 133 vs 117 and 150 vs 162 batched, and spent
+/// 8-50 % less CPU per request in every case; `--bench-run` at seq 128 spent 1.3-2x the CPU spinning
+/// for no steady gain in wall time. A spinning pool thread takes its core from the HTTP and tokenizer
+/// threads that share the cpuset. `ORT_INTRA_OP_SPINNING=0|1` overrides it for measurements, and
+/// `/info.build.intra_op_spinning` reports what ran.
+pub const INTRA_OP_SPINNING: bool = false;
 
 /// What feeds one graph input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

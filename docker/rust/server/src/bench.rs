@@ -105,6 +105,22 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// CPU time this process has used, all threads (CLOCK_PROCESS_CPUTIME_ID).
+fn process_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock exists on every Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The process CPU time of the timed runs, in milliseconds: robust where the wall time is not (a
+/// machine busy with other work), and it shows CPU burnt besides the inference (spinning threads).
+pub fn summarise_cpu(cpu: &[Duration]) -> Value {
+    let s = summarise(cpu);
+    json!({"cpu_median_ms": s["median_ms"], "cpu_p10_ms": s["p10_ms"], "cpu_p90_ms": s["p90_ms"]})
+}
+
 /// The timing summary of `--bench-run`, in milliseconds.
 pub fn summarise(times: &[Duration]) -> Value {
     let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
@@ -147,11 +163,12 @@ pub fn run(
     for _ in 0..args.warmup {
         loaded.backend.embed(&batch).context("a warm-up inference failed")?;
     }
-    let mut times = Vec::with_capacity(args.runs);
+    let (mut times, mut cpu) = (Vec::with_capacity(args.runs), Vec::with_capacity(args.runs));
     for i in 0..args.runs {
-        let start = Instant::now();
+        let (start, cpu_start) = (Instant::now(), process_cpu_time());
         let rows = loaded.backend.embed(&batch)?;
         times.push(start.elapsed());
+        cpu.push(process_cpu_time().saturating_sub(cpu_start));
         if i == 0 {
             let dim = rows.first().map_or(0, Vec::len);
             anyhow::ensure!(
@@ -165,6 +182,9 @@ pub fn run(
     }
 
     let mut out = summarise(&times);
+    if let (Value::Object(out), Value::Object(cpu)) = (&mut out, summarise_cpu(&cpu)) {
+        out.extend(cpu);
+    }
     let mut build = info::rust_build_facts();
     build.extend(loaded.info.build.clone());
     let facts = json!({
@@ -285,6 +305,8 @@ mod tests {
         assert_eq!((out["runs"].clone(), out["warmup_runs"].clone()), (json!(6), json!(2)));
         assert_eq!((out["batch"].clone(), out["seq"].clone(), out["tokens"].clone()), (json!(2), json!(4), json!(7)));
         assert!(out["median_ms"].as_f64().unwrap() >= 2.0, "{out}");
+        // The fake backend sleeps: CPU time is reported, and far below the wall time.
+        assert!(out["cpu_median_ms"].as_f64().unwrap() < out["median_ms"].as_f64().unwrap(), "{out}");
         assert!(
             out["p10_ms"].as_f64() <= out["median_ms"].as_f64() && out["median_ms"].as_f64() <= out["p90_ms"].as_f64()
         );
