@@ -3,7 +3,7 @@
 // closes. This pool grows instead: a task that finds no idle thread gets a new one, up to `max_threads`
 // (the contract asks for at least 1,024 concurrent connections), and a thread idle for `idle_timeout`
 // ends, down to `min_threads`. Threads are created with a small stack (`stack_bytes`), so a thousand of
-// them cost little memory: the handlers keep their data on the heap.
+// them cost little memory: the handlers keep their data on the heap (RSS is the pages touched).
 #pragma once
 
 #include <chrono>
@@ -20,7 +20,7 @@ class ConnectionPool {
   struct Options {
     std::size_t min_threads = 8;
     std::size_t max_threads = 4096;
-    std::size_t stack_bytes = 512 * 1024;
+    std::size_t stack_bytes = 1024 * 1024;
     std::chrono::milliseconds idle_timeout{30000};
   };
 
