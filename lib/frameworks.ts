@@ -9,16 +9,30 @@ export interface Framework {
   language: "python" | "rust" | "c++";
   /** Its colour in every chart of every report (Okabe–Ito, safe for colour-blind readers). */
   colour: string;
+  /** The inference runtime: the three ONNX Runtime frontends share one graph and library (docker/CONTRACT.md). */
+  runtime: "torch" | "onnxruntime" | "candle" | "openvino";
 }
 
 /** Every framework, in the order runs and reports use. */
 export const FRAMEWORKS: readonly Framework[] = [
-  { id: "torch", label: "PyTorch", language: "python", colour: "#D55E00" },
-  { id: "onnxruntime", label: "ONNX Runtime (Python)", language: "python", colour: "#0072B2" },
-  { id: "onnx-cpp", label: "ONNX Runtime (C++)", language: "c++", colour: "#56B4E9" },
-  { id: "ort-rust", label: "ONNX Runtime (Rust, ort)", language: "rust", colour: "#009E73" },
-  { id: "candle", label: "Candle (Rust)", language: "rust", colour: "#E69F00" },
-  { id: "openvino", label: "OpenVINO", language: "python", colour: "#CC79A7" },
+  { id: "torch", label: "PyTorch", language: "python", colour: "#D55E00", runtime: "torch" },
+  {
+    id: "onnxruntime",
+    label: "ONNX Runtime (Python)",
+    language: "python",
+    colour: "#0072B2",
+    runtime: "onnxruntime",
+  },
+  { id: "onnx-cpp", label: "ONNX Runtime (C++)", language: "c++", colour: "#56B4E9", runtime: "onnxruntime" },
+  {
+    id: "ort-rust",
+    label: "ONNX Runtime (Rust, ort)",
+    language: "rust",
+    colour: "#009E73",
+    runtime: "onnxruntime",
+  },
+  { id: "candle", label: "Candle (Rust)", language: "rust", colour: "#E69F00", runtime: "candle" },
+  { id: "openvino", label: "OpenVINO", language: "python", colour: "#CC79A7", runtime: "openvino" },
 ];
 
 /** Images built besides the frameworks: the conversion image. */

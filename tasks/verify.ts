@@ -14,7 +14,7 @@ import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
 import { parseCpuset, readTopology, resolveCpus, threadsFor } from "../lib/config/cpuset.ts";
 import { type ContainerEngine, DockerEngine } from "../lib/engine/docker.ts";
 import { RunError, UsageError } from "../lib/errors.ts";
-import { latestImage } from "../lib/frameworks.ts";
+import { findFramework, latestImage } from "../lib/frameworks.ts";
 import { sha256Hex } from "../lib/fs.ts";
 import { log, output } from "../lib/log.ts";
 import { writeJsonAtomic } from "../lib/results/results.ts";
@@ -116,6 +116,7 @@ export async function verifyOne(o: {
           threads,
           maxInflight: o.config.container.max_inflight,
           serving,
+          onnxRuntime: findFramework(o.framework)?.runtime === "onnxruntime",
         })).map(tag),
       );
     } finally {

@@ -51,6 +51,8 @@ export interface ConformanceOptions {
   warmup?: boolean;
   /** How long the busy-threads check loads the server, ms (default BUSY_LOAD_MS). */
   busyLoadMs?: number;
+  /** The server is an ONNX Runtime frontend: it must load the model's `ort_graph` (docker/CONTRACT.md). */
+  onnxRuntime?: boolean;
 }
 
 /** Least cosine similarity to the PyTorch reference, per row. */
@@ -588,6 +590,79 @@ async function readModelFacts(modelDir: string): Promise<ModelFacts> {
     sampleSource,
     longTexts: await readLongTexts(modelDir, ref.texts),
   };
+}
+
+/** What `embbench convert` says of the ONNX Runtime graph: embbench_model.json's `ort_graph`, the manifest's record. */
+export interface OrtGraphFacts {
+  /** embbench_model.json's `ort_graph`; undefined when convert wrote no fused graph. */
+  ortGraph?: string;
+  /** manifest.json's `ort_graph.fused_ops` (op type: count). */
+  fusedOps: Record<string, number>;
+  /** manifest.json's `ort_graph.reason`: why there is no fused graph. */
+  reason?: string;
+}
+
+export const ORT_GRAPH_CHECK = "info: the ONNX Runtime frontend loads the fused graph (ort_graph)";
+
+/** The fused ops a graph needs to count as fused: attention at least (ONNX Runtime's contrib op). */
+const REQUIRED_FUSED_OPS = ["Attention"];
+
+async function readOrtGraphFacts(modelDir: string): Promise<OrtGraphFacts | string> {
+  try {
+    const spec = JSON.parse(await Deno.readTextFile(`${modelDir}/embbench_model.json`));
+    const manifest = JSON.parse(await Deno.readTextFile(`${modelDir}/manifest.json`));
+    const record = isRecord(manifest) && isRecord(manifest.ort_graph) ? manifest.ort_graph : {};
+    const ops = isRecord(record.fused_ops) ? record.fused_ops : {};
+    return {
+      ortGraph: isRecord(spec) && typeof spec.ort_graph === "string" ? spec.ort_graph : undefined,
+      fusedOps: Object.fromEntries(Object.entries(ops).filter(([, n]) => Number.isInteger(n))) as Record<
+        string,
+        number
+      >,
+      reason: typeof record.reason === "string" ? record.reason : undefined,
+    };
+  } catch (e) {
+    return `cannot read ${modelDir}/embbench_model.json or manifest.json: ${
+      e instanceof Error ? e.message : e
+    }`;
+  }
+}
+
+/**
+ * An ONNX Runtime frontend's /info against what convert wrote: with a fused graph, /info.build.model_file
+ * must name it and the manifest must count its fused attention; without one, the plain graph and the
+ * manifest's reason.
+ */
+export function ortGraphCheck(
+  info: Record<string, unknown>,
+  facts: OrtGraphFacts | string,
+): { detail: string } | { problem: string } {
+  if (typeof facts === "string") return { problem: facts };
+  const build = isRecord(info.build) ? info.build : {};
+  const loaded = build.model_file;
+  if (facts.ortGraph === undefined) {
+    return loaded === "onnx/model.onnx"
+      ? { detail: `no fused graph (${facts.reason ?? "convert gave no reason"}): loads onnx/model.onnx` }
+      : {
+        problem: `build.model_file is ${JSON.stringify(loaded)}: expected "onnx/model.onnx" (no ort_graph)`,
+      };
+  }
+  if (loaded !== facts.ortGraph) {
+    return {
+      problem: `build.model_file is ${
+        JSON.stringify(loaded)
+      }: expected "${facts.ortGraph}" (embbench_model.json's ort_graph)`,
+    };
+  }
+  const missing = REQUIRED_FUSED_OPS.filter((op) => !(facts.fusedOps[op]! > 0));
+  const ops = Object.entries(facts.fusedOps).map(([op, n]) => `${op} ${n}`).join(", ") || "none";
+  return missing.length > 0
+    ? {
+      problem: `${facts.ortGraph} has no ${
+        missing.join(", ")
+      } node (manifest.json ort_graph.fused_ops: ${ops})`,
+    }
+    : { detail: `loads ${loaded}; fused ops ${ops}` };
 }
 
 /** A GET or POST with a time limit: the answer, or why there is none. */
@@ -1269,6 +1344,10 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
         ? threads
         : `${threads.length} threads: ${[...new Set(threads.map((t) => t.name))].join(", ")}`,
     );
+    if (o.onnxRuntime) {
+      const graph = unread ? { problem: unread } : ortGraphCheck(info, await readOrtGraphFacts(o.modelDir));
+      add(ORT_GRAPH_CHECK, !("problem" in graph), "problem" in graph ? graph.problem : graph.detail);
+    }
   }
 
   // Embeddings against the reference, in batches of at most MAX_BATCH (one padded batch when it fits).

@@ -12,6 +12,7 @@ import {
   type ConformanceOptions,
   MAX_ABS_DIFF,
   observeHealthStartup,
+  ortGraphCheck,
   parseOsThreads,
   runConformance,
   startupProblems,
@@ -1010,4 +1011,35 @@ Deno.test("checkBatchedRows() passes a batching server and fails one that does n
   } finally {
     await sequential.stop();
   }
+});
+
+Deno.test("ortGraphCheck() holds an ONNX Runtime frontend to convert's fused graph", () => {
+  const fused = { ortGraph: "onnx/model_fused.onnx", fusedOps: { Attention: 6, SkipLayerNormalization: 12 } };
+  const info = (file: unknown) => ({ build: { model_file: file } });
+  deepStrictEqual(ortGraphCheck(info("onnx/model_fused.onnx"), fused), {
+    detail: "loads onnx/model_fused.onnx; fused ops Attention 6, SkipLayerNormalization 12",
+  });
+  deepStrictEqual(ortGraphCheck(info("onnx/model.onnx"), fused), {
+    problem:
+      'build.model_file is "onnx/model.onnx": expected "onnx/model_fused.onnx" (embbench_model.json\'s ort_graph)',
+  });
+  deepStrictEqual(ortGraphCheck({}, fused), {
+    problem:
+      'build.model_file is undefined: expected "onnx/model_fused.onnx" (embbench_model.json\'s ort_graph)',
+  });
+  // A graph the optimizer left without fused attention is not the fused graph the contract promises.
+  deepStrictEqual(
+    ortGraphCheck(info("onnx/model_fused.onnx"), { ...fused, fusedOps: { SkipLayerNormalization: 12 } }),
+    {
+      problem:
+        "onnx/model_fused.onnx has no Attention node (manifest.json ort_graph.fused_ops: SkipLayerNormalization 12)",
+    },
+  );
+  // No fused graph (a decoder): the plain graph, and convert's reason.
+  const plain = { fusedOps: {}, reason: "encoders only" };
+  deepStrictEqual(ortGraphCheck(info("onnx/model.onnx"), plain), {
+    detail: "no fused graph (encoders only): loads onnx/model.onnx",
+  });
+  ok("problem" in ortGraphCheck(info("onnx/model_fused.onnx"), plain));
+  deepStrictEqual(ortGraphCheck(info("x"), "cannot read"), { problem: "cannot read" });
 });

@@ -48,8 +48,8 @@ struct EngineOutput {
 };
 
 /// The spinning policy of ONNX Runtime's intra-op threads (session.intra_op.allow_spinning), the same in
-/// the three ONNX Runtime frontends (docker/CONTRACT.md); chosen by measurement (README.md).
-inline constexpr bool kDefaultIntraOpSpinning = true;
+/// the three ONNX Runtime frontends (docker/CONTRACT.md): off, chosen by measurement (README.md, "Spinning").
+inline constexpr bool kDefaultIntraOpSpinning = false;
 
 /// The session options the contract fixes, and the graph to load.
 struct EngineOptions {
