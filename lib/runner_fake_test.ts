@@ -51,8 +51,12 @@ const MODELS = `models:
     max_seq_length: 128
     embedding_dim: 8
     multilingual: false
+    attention: bidirectional
     pooling: mean
     normalize: true
+    dense: []
+    prompts: {}
+    dimensions: [8]
 `;
 const CONFIG = `active_models: [m]
 frameworks: [torch, candle]

@@ -23,8 +23,12 @@ const MODELS = `models:
     max_seq_length: 512
     embedding_dim: 8
     multilingual: false
+    attention: bidirectional
     pooling: mean
     normalize: true
+    dense: []
+    prompts: {}
+    dimensions: [8]
 `;
 
 function configYaml(requests: number, levels: number[]): string {

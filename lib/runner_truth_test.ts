@@ -31,8 +31,12 @@ const MODELS = `models:
     max_seq_length: 512
     embedding_dim: 8
     multilingual: false
+    attention: bidirectional
     pooling: mean
     normalize: true
+    dense: []
+    prompts: {}
+    dimensions: [8]
 `;
 
 // The slow requests make window throughput vary by design: a 2 s window at capacity holds about 85

@@ -19,6 +19,20 @@ const nonNegativeInt = z.number().int().nonnegative();
 export const POOLINGS = ["cls", "mean", "last_token"] as const;
 export const ARCHITECTURES = ["xlm-roberta", "bert", "qwen3", "gemma3", "siglip", "clip"] as const;
 
+export const ATTENTIONS = ["bidirectional", "causal"] as const;
+export const DENSE_ACTIVATIONS = ["identity"] as const;
+
+/** A sentence-transformers Dense module: y = activation(x · Wᵀ + b). */
+const DenseSchema = z.strictObject({
+  in: positiveInt,
+  out: positiveInt,
+  bias: z.boolean(),
+  activation: z.enum(DENSE_ACTIVATIONS),
+});
+
+/** The Matryoshka sizes a model supports: a list, or every size from `min` to embedding_dim. */
+const DimensionsSchema = z.union([z.array(positiveInt).min(1), z.strictObject({ min: positiveInt })]);
+
 /** One entry of models.yaml. */
 export const ModelSchema = z.strictObject({
   name: z.string().min(1),
@@ -32,8 +46,12 @@ export const ModelSchema = z.strictObject({
   embedding_dim: positiveInt,
   params: z.string().optional(),
   multilingual: z.boolean(),
+  attention: z.enum(ATTENTIONS).optional(),
   pooling: z.enum(POOLINGS),
   normalize: z.boolean(),
+  dense: z.array(DenseSchema).optional(),
+  prompts: z.record(z.string().min(1), z.string()).optional(),
+  dimensions: DimensionsSchema.optional(),
   modalities: z.array(z.enum(["text", "image"])).min(1).optional(),
   image_size: positiveInt.optional(),
 }).superRefine((m, ctx) => {
@@ -46,6 +64,60 @@ export const ModelSchema = z.strictObject({
   }
   if (m.source === "pypi" && !m.pypi_package) {
     ctx.addIssue({ code: "custom", path: ["pypi_package"], message: "is required when source is pypi" });
+  }
+  if (m.type === "text_embedding") {
+    // A text model states its whole pipeline: nothing about how it is served is left to a default.
+    for (const field of ["attention", "dense", "prompts", "dimensions"] as const) {
+      if (m[field] === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: [field],
+          message: "is required: a text model states its whole pipeline",
+        });
+      }
+    }
+  }
+  (m.dense ?? []).forEach((d, i) => {
+    const previous = i === 0 ? undefined : m.dense![i - 1]!.out;
+    if (previous !== undefined && d.in !== previous) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["dense", i, "in"],
+        message: `is ${d.in}: expected ${previous}, the previous layer's out`,
+      });
+    }
+  });
+  const lastDense = m.dense?.at(-1);
+  if (lastDense && lastDense.out !== m.embedding_dim) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["dense", m.dense!.length - 1, "out"],
+      message: `is ${lastDense.out}: expected embedding_dim (${m.embedding_dim})`,
+    });
+  }
+  if (Array.isArray(m.dimensions)) {
+    if (!m.dimensions.includes(m.embedding_dim)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["dimensions"],
+        message: `must include embedding_dim (${m.embedding_dim})`,
+      });
+    }
+    m.dimensions.forEach((d, i) => {
+      if (d > m.embedding_dim) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["dimensions", i],
+          message: `is ${d}: above embedding_dim (${m.embedding_dim})`,
+        });
+      }
+    });
+  } else if (m.dimensions && m.dimensions.min > m.embedding_dim) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["dimensions", "min"],
+      message: `is ${m.dimensions.min}: above embedding_dim (${m.embedding_dim})`,
+    });
   }
   if (m.type === "multimodal") {
     if (!m.modalities) {

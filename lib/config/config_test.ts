@@ -16,6 +16,10 @@ const MODELS = `models:
     multilingual: true
     pooling: cls
     normalize: true
+    attention: bidirectional
+    dense: []
+    prompts: {}
+    dimensions: [64]
 `;
 
 const CONFIG = `active_models: [tiny]
@@ -90,6 +94,32 @@ Deno.test("loadConfig() accepts the committed models.yaml and benchmark_config.y
 
 /** Malformed configurations: each must be refused with exactly these messages. */
 const CASES: { name: string; models?: [string, string]; config?: [string, string]; expect: string[] }[] = [
+  {
+    name: "a text model that leaves part of its pipeline unstated",
+    models: ["    attention: bidirectional\n", ""],
+    expect: [
+      "Cannot load models.yaml: models.tiny.attention is required: a text model states its whole pipeline (line 3:5)",
+    ],
+  },
+  {
+    name: "Dense layers that do not chain to embedding_dim",
+    models: [
+      "dense: []",
+      "dense:\n      - { in: 64, out: 256, bias: false, activation: identity }\n      - { in: 128, out: 32, bias: false, activation: identity }",
+    ],
+    expect: [
+      "Cannot load models.yaml: models.tiny.dense[1].in is 128: expected 256, the previous layer's out (line 15:15)",
+      "Cannot load models.yaml: models.tiny.dense[1].out is 32: expected embedding_dim (64) (line 15:25)",
+    ],
+  },
+  {
+    name: "Matryoshka sizes without the full size, or above it",
+    models: ["dimensions: [64]", "dimensions: [32, 128]"],
+    expect: [
+      "Cannot load models.yaml: models.tiny.dimensions must include embedding_dim (64) (line 15:17)",
+      "Cannot load models.yaml: models.tiny.dimensions[1] is 128: above embedding_dim (64) (line 15:22)",
+    ],
+  },
   {
     name: "an enum value outside its choices",
     models: ["pooling: cls", "pooling: max"],
