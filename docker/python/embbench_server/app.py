@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -75,8 +76,21 @@ def _validation(message: str) -> RequestError:
     return RequestError(422, "Validation", message)
 
 
-def parse_embed_request(body: bytes, max_batch: int) -> tuple[list[str], bool]:
-    """The texts and the truncate flag of an /embed body, or a RequestError saying what is wrong."""
+@dataclass(frozen=True)
+class EmbedRequest:
+    """An /embed body, its types checked: the texts as sent, before any prompt."""
+
+    texts: list[str]
+    truncate: bool = True
+    #: a key of embbench_model.json's prompts, or None (no prompt)
+    prompt_name: str | None = None
+    #: the Matryoshka size asked for, or None (embedding_dim)
+    dimensions: int | None = None
+
+
+def parse_embed_request(body: bytes, max_batch: int) -> EmbedRequest:
+    """An /embed body with its fields' types checked, or a RequestError saying what is wrong.
+    check_against_model() then checks prompt_name and dimensions against the model."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -113,7 +127,42 @@ def parse_embed_request(body: bytes, max_batch: int) -> tuple[list[str], bool]:
         raise _validation(f"'normalize' must be a boolean: got {_json_type(normalize)}")
     if normalize is False:
         raise _validation("'normalize': false is not supported: the served models end in L2 normalisation")
-    return texts, truncate
+    prompt_name = payload.get("prompt_name")
+    if prompt_name is not None and not isinstance(prompt_name, str):
+        raise _validation(f"'prompt_name' must be a string: got {_json_type(prompt_name)}")
+    dimensions = payload.get("dimensions")
+    # bool is an int in Python, and 64.0 is not an integer in JSON's sense here (TEI's is usize).
+    if dimensions is not None and (type(dimensions) is not int):
+        raise _validation(f"'dimensions' must be an integer: got {_json_type(dimensions)}")
+    return EmbedRequest(texts, truncate, prompt_name, dimensions)
+
+
+def check_against_model(request: EmbedRequest, spec: ModelSpec) -> list[str]:
+    """The texts to tokenize (the prompt prepended to each), or the contract's 422 when the model
+    has no such prompt or size."""
+    prompt = ""
+    if request.prompt_name is not None:
+        if request.prompt_name not in spec.prompts:
+            known = (
+                f"the model's prompts are {', '.join(spec.prompts)}" if spec.prompts else "the model has no prompts"
+            )
+            raise _validation(f"'prompt_name' is {orjson.dumps(request.prompt_name).decode()}: {known}")
+        prompt = spec.prompts[request.prompt_name]
+    if request.dimensions is not None:
+        rule = spec.dimensions_rule()
+        if not rule.allows(request.dimensions):
+            raise _validation(f"'dimensions' is {request.dimensions}: expected {rule.describe()}")
+    return [prompt + text for text in request.texts] if prompt else request.texts
+
+
+def cut_dimensions(rows: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """Matryoshka: each row's first `dimensions` numbers, L2-normalised again (rows as they are
+    when `dimensions` is None or the full width)."""
+    if dimensions is None or dimensions >= rows.shape[1]:
+        return rows
+    cut = np.asarray(rows[:, :dimensions], dtype=np.float32)
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    return cut / np.maximum(norms, 1e-12)
 
 
 def _error_body(message: str, error_type: str) -> bytes:
@@ -353,6 +402,9 @@ class EmbedServer:
             "cpus": affinity_cpuset(),
             "max_batch": self.settings.max_batch,
             "max_inflight": self.settings.max_inflight,
+            # What POST /embed's prompt_name and dimensions accept.
+            "prompts": self.spec.prompts,
+            "dimensions": self.spec.dimensions_rule().as_json(),
             "serving": {
                 "mode": self.settings.serving,
                 "max_batch_tokens": self.settings.max_batch_tokens,
@@ -377,7 +429,8 @@ class EmbedServer:
             raise RequestError(
                 413, "PayloadTooLarge", f"request body is over MAX_BODY_BYTES ({self.settings.max_body_bytes} bytes)"
             )
-        texts, truncate = parse_embed_request(body, self.settings.max_batch)
+        request = parse_embed_request(body, self.settings.max_batch)
+        texts = check_against_model(request, self.spec)
         parsed = time.perf_counter()
         if sum(map(len, texts)) <= self.inline_tokenize_chars:
             batch = self.tokenizer.encode(texts)
@@ -386,7 +439,7 @@ class EmbedServer:
             # thread counts as tokenizing, so the phases tile the request with no gap.
             batch = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, self.tokenizer.encode, texts)
         tokenized = time.perf_counter()
-        if not truncate and any(batch.truncated):
+        if not request.truncate and any(batch.truncated):
             row = batch.truncated.index(True)
             raise _validation(
                 f"'inputs[{row}]' is longer than max_seq_length ({self.spec.max_seq_length} tokens) "
@@ -402,7 +455,9 @@ class EmbedServer:
         if outcome.error is not None:
             e = outcome.error
             raise RequestError(500, "Backend", f"inference failed: {type(e).__name__}: {e}")
-        answer = orjson.dumps(np.ascontiguousarray(outcome.rows, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY)
+        # Per request, on its own rows: requests of other sizes may have shared the inference.
+        rows = cut_dimensions(outcome.rows, request.dimensions)
+        answer = orjson.dumps(np.ascontiguousarray(rows, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY)
         finished = time.perf_counter()
         phases = Phases(
             request=finished - body_read,

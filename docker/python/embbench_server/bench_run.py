@@ -36,8 +36,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def read_payload(path: Path) -> list[str]:
-    """The texts of a payload file: one /embed body (.json), or the first line of a .jsonl."""
+def read_payload_body(path: Path) -> tuple[list[str], str | None]:
+    """The texts and prompt_name of a payload file: one /embed body (.json), or the first line of a
+    .jsonl. The prompt's bodies (seq<L>_b<B>_<prompt>.jsonl) carry "prompt_name"."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -53,7 +54,24 @@ def read_payload(path: Path) -> list[str]:
         inputs = [inputs]
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
         raise ValueError(f"{path}: 'inputs' must be a string or a non-empty list of strings")
-    return inputs
+    prompt_name = body.get("prompt_name")
+    if prompt_name is not None and not isinstance(prompt_name, str):
+        raise ValueError(f"{path}: 'prompt_name' must be a string: got {prompt_name!r}")
+    return inputs, prompt_name
+
+
+def read_payload(path: Path) -> list[str]:
+    return read_payload_body(path)[0]
+
+
+def with_prompt(texts: list[str], prompt_name: str | None, prompts: dict[str, str], path: Path) -> list[str]:
+    """The texts as the server tokenizes them: the payload's prompt prepended."""
+    if prompt_name is None:
+        return texts
+    if prompt_name not in prompts:
+        known = ", ".join(prompts) or "none"
+        raise ValueError(f"{path}: prompt_name {prompt_name!r} is not one of the model's prompts ({known})")
+    return [prompts[prompt_name] + t for t in texts]
 
 
 def summarize(seconds: list[float]) -> dict[str, float]:
@@ -92,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         check_options(framework)
         set_native_thread_env(framework, settings.num_threads)
         spec = load_model_spec(settings.model_dir)
-        texts = read_payload(args.payload)
+        texts, prompt_name = read_payload_body(args.payload)
+        texts = with_prompt(texts, prompt_name, spec.prompts, args.payload)
         from .text_tokenizer import TextTokenizer
 
         tokenizer = TextTokenizer(settings.model_dir / "pytorch", spec.max_seq_length)

@@ -31,7 +31,9 @@ MAX_SEQ = 8
 DIM = 4
 
 
-def write_model_dir(root: Path, *, padding_in_tokenizer: bool = False, pad_source: str = "tokenizer_config") -> Path:
+def write_model_dir(root: Path, *, padding_in_tokenizer: bool = False, pad_source: str = "tokenizer_config",
+                    fields: dict | None = None) -> Path:
+    """A model folder for the fake backend; `fields` are merged into its embbench_model.json."""
     hf = root / "pytorch"
     hf.mkdir(parents=True)
     tok = Tokenizer(models.WordLevel(VOCAB, unk_token="[UNK]"))
@@ -50,7 +52,7 @@ def write_model_dir(root: Path, *, padding_in_tokenizer: bool = False, pad_sourc
         (hf / "config.json").write_text(json.dumps({"pad_token_id": 0}))
     (root / "embbench_model.json").write_text(json.dumps({
         "name": "fake-model", "architecture": "bert", "pooling": "cls", "normalize": True,
-        "max_seq_length": MAX_SEQ, "embedding_dim": DIM,
+        "max_seq_length": MAX_SEQ, "embedding_dim": DIM, **(fields or {}),
     }))
     return root
 
@@ -174,9 +176,9 @@ def start_server(tmp_path) -> Callable[..., LiveServer]:
               load_gate: threading.Event | None = None, fail_load: bool = False, wait: bool = True,
               warmup: bool = True, load_delay_ms: int = 0, import_seconds: float = 0,
               serving: str = "sequential", max_batch_tokens: int = 16384, max_wait_us: int = 0,
-              inline_tokenize_chars: int | None = None,
+              inline_tokenize_chars: int | None = None, model_fields: dict | None = None,
               on_make: Callable[[FakeBackend], None] | None = None) -> LiveServer:
-        model_dir = write_model_dir(tmp_path / f"model{len(servers)}")
+        model_dir = write_model_dir(tmp_path / f"model{len(servers)}", fields=model_fields)
         settings = Settings(model_dir=model_dir, host="127.0.0.1", port=0, num_threads=1, max_batch=max_batch,
                             max_inflight=max_inflight, max_body_bytes=max_body_bytes, load_delay_ms=load_delay_ms,
                             warmup=warmup, serving=serving, max_batch_tokens=max_batch_tokens,

@@ -74,7 +74,7 @@ def test_empty_string_embeds_the_special_tokens_alone(start_server):
 
 def test_unknown_fields_and_null_flags_take_the_defaults(start_server):
     live = start_server()
-    r = live.embed({"inputs": "hello", "prompt_name": "query", "truncate": None, "normalize": None})
+    r = live.embed({"inputs": "hello", "truncation_direction": "Right", "truncate": None, "normalize": None})
     assert r.status == 200
     assert live.embed({"inputs": "hello", "normalize": True}).status == 200
 

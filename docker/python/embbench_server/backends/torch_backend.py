@@ -1,5 +1,12 @@
 """PyTorch eager on CPU: MODEL_DIR/pytorch through transformers' AutoModel, pooled as
-embbench_model.json says, L2-normalised.
+embbench_model.json says, then its `dense` layers, then L2-normalised.
+
+The model is the authors' own code: transformers builds the attention masks from the model's
+config.json, which load() checks against embbench_model.json's `attention` (Qwen3 causal; Gemma3
+bidirectional when use_bidirectional_attention is true: full layers see every real token, sliding
+layers the real tokens with |q - k| < sliding_window, the window transformers' config rewrote to
+configured // 2 + 1, as convert's exported graph does). The Dense modules come from each module
+folder's model.safetensors (linear.weight [out, in], linear.bias when `bias`).
 
 Tuned per PyTorch's CPU performance guide: inference_mode, set_num_threads(NUM_THREADS), one
 inter-op thread, and the OpenMP team bound to the cpuset's cores: the server sets OMP_PLACES=cores
@@ -19,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..config import ConfigError, ModelSpec
 from ..text_tokenizer import TokenBatch
 from .base import Backend
 from ..options import SET_BY_SERVER
@@ -37,6 +44,67 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
         last = attention_mask.sum(dim=1) - 1
         return hidden[torch.arange(hidden.shape[0]), last]
     raise ValueError(f"unknown pooling {pooling!r}")
+
+
+def apply_dense(pooled: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+    """The sentence-transformers Dense modules, in order: x · Wᵀ + b, identity activation (the only
+    one config.py accepts)."""
+    for weight, bias in layers:
+        pooled = torch.nn.functional.linear(pooled, weight, bias)
+    return pooled
+
+
+def load_dense(model_dir, spec: ModelSpec) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """The weights of embbench_model.json's dense layers, checked against their declared shapes."""
+    from safetensors.torch import load_file
+
+    layers = []
+    for i, layer in enumerate(spec.dense):
+        path = model_dir / layer.path / "model.safetensors"
+        if not path.is_file():
+            raise ConfigError(f"{path} is missing: embbench_model.json's dense[{i}] names {layer.path!r}")
+        tensors = load_file(str(path))
+        weight = tensors.get("linear.weight")
+        expected = (layer.out_features, layer.in_features)
+        if weight is None or tuple(weight.shape) != expected:
+            found = "no tensor linear.weight" if weight is None else f"linear.weight of shape {list(weight.shape)}"
+            raise ConfigError(f"{path} holds {found}: expected [{expected[0]}, {expected[1]}] (dense[{i}]'s out, in)")
+        bias = tensors.get("linear.bias")
+        if layer.bias != (bias is not None):
+            raise ConfigError(
+                f"{path} {'lacks' if layer.bias else 'holds'} linear.bias: embbench_model.json's dense[{i}].bias "
+                f"is {str(layer.bias).lower()}"
+            )
+        if bias is not None and tuple(bias.shape) != (layer.out_features,):
+            raise ConfigError(f"{path}: linear.bias has shape {list(bias.shape)}: expected [{layer.out_features}]")
+        layers.append((weight.to(torch.float32).contiguous(), None if bias is None else bias.to(torch.float32)))
+    return layers
+
+
+def check_model_config(config: Any, spec: ModelSpec, config_path) -> None:
+    """The HF config must give the attention and width embbench_model.json states: transformers
+    builds the masks from the config, so a disagreement would serve the model silently wrong."""
+    bidirectional = bool(getattr(config, "use_bidirectional_attention", False))
+    if spec.architecture in ("qwen3", "gemma3"):
+        if spec.architecture == "qwen3" and spec.attention != "causal":
+            raise ConfigError(
+                f"embbench_model.json's attention is {spec.attention!r}: transformers' Qwen3 is causal only"
+            )
+        config_attention = "bidirectional" if bidirectional else "causal"
+        if config_attention != spec.attention:
+            raise ConfigError(
+                f"{config_path}: use_bidirectional_attention is {str(bidirectional).lower()} ({config_attention} "
+                f"attention) but embbench_model.json's attention is {spec.attention!r}"
+            )
+    elif spec.attention != "bidirectional":
+        raise ConfigError(
+            f"embbench_model.json's attention is {spec.attention!r}: a {spec.architecture} encoder is bidirectional"
+        )
+    width = spec.dense[0].in_features if spec.dense else spec.embedding_dim
+    hidden = getattr(config, "hidden_size", None)
+    if hidden != width:
+        what = "dense[0].in" if spec.dense else "embedding_dim"
+        raise ConfigError(f"{config_path}: hidden_size is {hidden}: expected {width}, embbench_model.json's {what}")
 
 
 def config_facts(config: str) -> dict[str, str]:
@@ -84,6 +152,8 @@ class TorchBackend(Backend):
         # BERT-style models carry a pooler head we never use (pooling is embbench_model.json's).
         extra = {"add_pooling_layer": False} if self.spec.architecture in ("bert", "xlm-roberta") else {}
         self.model = AutoModel.from_pretrained(str(path), dtype=torch.float32, **extra).eval()
+        check_model_config(self.model.config, self.spec, path / "config.json")
+        self.dense = load_dense(self.settings.model_dir, self.spec)
 
     def embed(self, batch: TokenBatch) -> np.ndarray:
         # inference_mode is thread-local: enter it in the inference thread itself.
@@ -91,7 +161,7 @@ class TorchBackend(Backend):
             input_ids = torch.from_numpy(batch.input_ids)
             attention_mask = torch.from_numpy(batch.attention_mask)
             hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            pooled = pool(hidden, attention_mask, self.spec.pooling)
+            pooled = apply_dense(pool(hidden, attention_mask, self.spec.pooling), self.dense)
             if self.spec.normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
             return pooled.float().numpy()
@@ -111,6 +181,9 @@ class TorchBackend(Backend):
             "openmp_env_set_by_server": sorted(SET_BY_SERVER),
             "num_interop_threads": torch.get_num_interop_threads(),
             "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+            "attention": self.spec.attention,
+            "sliding_window": getattr(self.model.config, "sliding_window", None),
+            "dense": [f"{d.path} [{d.in_features} -> {d.out_features}]" for d in self.spec.dense],
             "inference_mode": True,
             "model_file": "pytorch/",
         }
