@@ -68,8 +68,9 @@ fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + fast_erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// GELU, tanh form: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
 #[inline(always)]
-fn gelu_tanh(x: f32) -> f32 {
+pub fn gelu_tanh(x: f32) -> f32 {
     // tanh(u) = 1 - 2 / (exp(2u) + 1)
     let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
     0.5 * x * (2.0 - 2.0 / (fast_exp(2.0 * u) + 1.0))

@@ -1,11 +1,15 @@
-//! The Candle backend: BERT and XLM-RoBERTa from `MODEL_DIR/pytorch` safetensors, run by this
-//! crate's encoder on Candle tensors ([`encoder`]), pooled and L2-normalised here on the CPU.
+//! The Candle backend: BERT and XLM-RoBERTa ([`encoder`]), Qwen3 and Gemma3 ([`decoder`]) from
+//! `MODEL_DIR/pytorch` safetensors, run by this crate's own networks on Candle tensors, then pooled,
+//! passed through embbench_model.json's Dense layers ([`dense`]) and L2-normalised here on the CPU.
 //!
 //! Threads: rayon's global pool (NUM_THREADS threads, built by the server crate) runs the encoder's
 //! fused passes and, without MKL, the gemm crate's matrix products; its threads are pinned one per
 //! physical core of the CPU set ([`threads`]), and each forward pass runs on one of them. With the
 //! `mkl` feature, matrix products go to Intel MKL, whose OpenMP team is sized to NUM_THREADS too.
 
+pub mod decoder;
+pub mod decoder_kernels;
+pub mod dense;
 pub mod encoder;
 pub mod kernels;
 #[cfg(feature = "mkl")]
@@ -15,17 +19,35 @@ pub mod threads;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use decoder::{Decoder, Family};
+use dense::Dense;
 use embbench_server::{Backend, FrameworkInfo, LoadProgress, Loaded, ModelSpec, Pooling, Settings, TokenBatch};
-use encoder::{Config, Encoder, Positions};
+use encoder::{Encoder, Positions};
 use serde_json::json;
 use std::path::Path;
 
-/// A loaded encoder and how to pool its token states.
+/// A loaded network, how to pool its token states and what follows the pooling.
 pub struct CandleBackend {
-    encoder: Encoder,
+    network: Network,
     pooling: Pooling,
+    dense: Vec<Dense>,
     normalize: bool,
     device: Device,
+}
+
+/// The network that turns token ids into token states.
+pub enum Network {
+    Encoder(Encoder),
+    Decoder(Decoder),
+}
+
+impl Network {
+    fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
+        match self {
+            Network::Encoder(e) => e.forward(&batch.input_ids, &batch.attention_mask, batch.batch, batch.seq),
+            Network::Decoder(d) => d.forward(&batch.input_ids, &batch.attention_mask, batch.batch, batch.seq),
+        }
+    }
 }
 
 /// Loads the model named by `spec` from `settings.model_dir`; the runtime is ready once the CPU
@@ -39,7 +61,7 @@ pub fn load(settings: &Settings, spec: &ModelSpec, progress: &LoadProgress<'_>) 
     mkl::set_num_threads(settings.num_threads);
     let device = Device::Cpu;
     progress.runtime_ready();
-    let backend = CandleBackend::load(&settings.model_dir.join("pytorch"), spec, device)?;
+    let backend = CandleBackend::load(&settings.model_dir, spec, device)?;
     let info = FrameworkInfo {
         framework: "candle".into(),
         framework_version: env!("EMBBENCH_CANDLE_VERSION").into(),
@@ -74,8 +96,10 @@ fn build_facts(pinning: &Result<Vec<Vec<usize>>, String>) -> serde_json::Map<Str
 }
 
 impl CandleBackend {
-    /// Loads `config.json` and `model.safetensors` from a `pytorch/` folder onto `device`.
-    pub fn load(dir: &Path, spec: &ModelSpec, device: Device) -> Result<Self> {
+    /// Loads `pytorch/config.json` and `pytorch/model.safetensors` from a model folder onto
+    /// `device`, and the Dense layers embbench_model.json names.
+    pub fn load(model_dir: &Path, spec: &ModelSpec, device: Device) -> Result<Self> {
+        let dir = model_dir.join("pytorch");
         let config_path = dir.join("config.json");
         let config_text =
             std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
@@ -85,24 +109,55 @@ impl CandleBackend {
         }
         // SAFETY: the model folder is mounted read-only and not modified while the server runs.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let config: Config = serde_json::from_str(&config_text)
-            .with_context(|| format!("{} does not describe a {} model", config_path.display(), spec.architecture))?;
-        // Checkpoints of the bare model name tensors "embeddings.…"; task checkpoints nest them.
-        let (positions, prefix) = match spec.architecture.as_str() {
-            "bert" => (Positions::FromZero, "bert"),
-            "xlm-roberta" => (Positions::AfterPadding(config.pad_token_id.unwrap_or(1)), "roberta"),
-            other => bail!("the Candle backend serves architectures \"bert\" and \"xlm-roberta\", not \"{other}\""),
+        let described = || format!("{} does not describe a {} model", config_path.display(), spec.architecture);
+        let weights_of = || format!("cannot load the {} weights from {}", spec.architecture, weights.display());
+        let network = match spec.architecture.as_str() {
+            "bert" | "xlm-roberta" => {
+                let config: encoder::Config = serde_json::from_str(&config_text).with_context(described)?;
+                // Checkpoints of the bare model name tensors "embeddings.…"; task checkpoints nest them.
+                let (positions, prefix) = match spec.architecture.as_str() {
+                    "bert" => (Positions::FromZero, "bert"),
+                    _ => (Positions::AfterPadding(config.pad_token_id.unwrap_or(1)), "roberta"),
+                };
+                let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp(prefix) };
+                Network::Encoder(Encoder::load(vb, &config, positions).with_context(weights_of)?)
+            }
+            "qwen3" | "gemma3" => {
+                let family = if spec.architecture == "qwen3" { Family::Qwen3 } else { Family::Gemma3 };
+                let config: decoder::Config = serde_json::from_str(&config_text).with_context(described)?;
+                let attention = spec.attention.with_context(|| {
+                    format!(
+                        "{}: \"attention\" is missing: a {} model is served as embbench_model.json says (bidirectional or causal); convert the model again",
+                        model_dir.join("embbench_model.json").display(),
+                        spec.architecture
+                    )
+                })?;
+                let decoder = Decoder::load(vb, &config, family, attention, spec.max_seq_length).with_context(weights_of)?;
+                Network::Decoder(decoder)
+            }
+            other => bail!(
+                "the Candle backend serves architectures \"bert\", \"xlm-roberta\", \"qwen3\" and \"gemma3\", not \"{other}\""
+            ),
         };
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp(prefix) };
-        let encoder = Encoder::load(vb, &config, positions)
-            .with_context(|| format!("cannot load the {} weights", spec.architecture))?;
-        Ok(Self { encoder, pooling: spec.pooling, normalize: spec.normalize, device })
+        let dense = spec
+            .dense
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                Dense::load(model_dir, layer, &device)
+                    .with_context(|| format!("cannot load embbench_model.json's \"dense\"[{i}] ({})", layer.path))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { network, pooling: spec.pooling, dense, normalize: spec.normalize, device })
     }
 
     fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
-        let hidden = self.encoder.forward(&batch.input_ids, &batch.attention_mask, batch.batch, batch.seq)?;
+        let hidden = self.network.forward(batch)?;
         let attention_mask = Tensor::from_vec(batch.attention_mask.clone(), (batch.batch, batch.seq), &self.device)?;
-        let pooled = pool(&hidden, &attention_mask, self.pooling)?;
+        let mut pooled = pool(&hidden, &attention_mask, self.pooling)?;
+        for layer in &self.dense {
+            pooled = layer.forward(&pooled)?;
+        }
         Ok(if self.normalize { l2_normalize(&pooled)? } else { pooled })
     }
 }

@@ -155,8 +155,9 @@ pub fn run(
     let loaded = load(settings, spec, &LoadProgress::new(&startup, Duration::ZERO))?;
     let load_time = load_started.elapsed();
     let tokenizer = TextTokenizer::load(&settings.model_dir, spec.max_seq_length)?;
+    let options = request.options(spec).map_err(|e| anyhow::anyhow!("{}: {}", args.payload.display(), e.message))?;
     let batch = tokenizer
-        .encode(&request.inputs, request.truncate)
+        .encode_with_prompt(&request.inputs, &options.prompt, request.truncate)
         .map_err(|e| anyhow::anyhow!("{}: {}", args.payload.display(), e.message))?;
 
     loaded.backend.prepare_inference_thread(0);

@@ -6,6 +6,7 @@ use crate::batcher::{Batcher, BatcherConfig, Policy};
 use crate::error::{ApiError, ErrorKind};
 use crate::info;
 use crate::metrics::{self, Metrics, Phases, RequestRecord};
+use crate::pipeline::truncate_rows;
 use crate::request::{check_content_type, parse_embed_request};
 use crate::settings::{ModelSpec, ServingMode, Settings};
 use crate::startup::Startup;
@@ -178,15 +179,20 @@ async fn embed_inner(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Re
     let body_read = Instant::now();
 
     let request = parse_embed_request(&body, state.settings.max_batch)?;
+    let options = request.options(&state.spec)?;
     let parsed = Instant::now();
 
     let tokenizer = Arc::clone(&serving.tokenizer);
-    let rows = run_blocking(move || tokenizer.encode_rows(&request.inputs, request.truncate)).await??;
+    let prompt = options.prompt;
+    let rows = run_blocking(move || tokenizer.encode_rows(&request.inputs, &prompt, request.truncate)).await??;
     let (inputs, tokens) = (rows.len(), rows.iter().map(Vec::len).sum::<usize>());
 
     let (queued, answer) = serving.batcher.submit(rows);
-    let answer = answer.await.map_err(|_| ApiError::new(ErrorKind::Backend, "the inference worker went away"))??;
+    let mut answer =
+        answer.await.map_err(|_| ApiError::new(ErrorKind::Backend, "the inference worker went away"))??;
 
+    // Matryoshka: this request's rows only; the batch it shared ran at the full size.
+    truncate_rows(&mut answer.rows, options.dimensions);
     let json = serde_json::to_vec(&answer.rows)
         .map_err(|e| ApiError::new(ErrorKind::Backend, format!("cannot serialise the embeddings: {e}")))?;
     let serialised = Instant::now();
@@ -341,6 +347,110 @@ mod tests {
         // The server keeps serving after errors.
         let (status, _, _) = send(&s, post_json(r#"{"inputs": "a"}"#)).await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    /// `[a, b]` divided by its norm.
+    fn unit(a: f32, b: f32) -> Vec<f32> {
+        let norm = (a * a + b * b).sqrt();
+        vec![a / norm, b / norm]
+    }
+
+    fn assert_rows_close(got: &[Vec<f32>], want: &[Vec<f32>]) {
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(g.len(), w.len(), "{got:?}");
+            assert!(g.iter().zip(w).all(|(x, y)| (x - y).abs() < 1e-6), "{got:?} vs {want:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prompt_is_prepended_to_every_input() {
+        let backend = Arc::new(FakeBackend::default());
+        let s = ready_state(Arc::clone(&backend), 1);
+        // "query" is the text "b ": [CLS] b a [SEP], [CLS] b [SEP]; "document" is empty.
+        let (status, _, body) = send(&s, post_json(r#"{"inputs": ["a", ""], "prompt_name": "query"}"#)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _, _) = send(&s, post_json(r#"{"inputs": "a", "prompt_name": "document"}"#)).await;
+        assert_eq!(status, StatusCode::OK);
+        let seen = backend.seen.lock().unwrap();
+        assert_eq!(seen[0].input_ids, vec![2, 5, 4, 3, 2, 5, 3, 0]);
+        assert_eq!(seen[1].input_ids, vec![2, 4, 3]);
+    }
+
+    #[tokio::test]
+    async fn dimensions_cut_each_row_and_normalise_it_again() {
+        let s = ready_state(Default::default(), 1);
+        // The fake rows are [length, 2 ([CLS]), 0]: "a a" is [4, 2, 0], cut to [4, 2] and normalised.
+        let (status, _, body) = send(&s, post_json(r#"{"inputs": ["a a", "a"], "dimensions": 2}"#)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let rows: Vec<Vec<f32>> = serde_json::from_value(body).unwrap();
+        assert_rows_close(&rows, &[unit(4.0, 2.0), unit(3.0, 2.0)]);
+        let (_, _, body) = send(&s, post_json(r#"{"inputs": "a", "dimensions": null}"#)).await;
+        assert_eq!(body, json!([[3.0, 2.0, 0.0]]), "null is the full size, as the backend answered it");
+        let (_, _, body) = send(&s, post_json(r#"{"inputs": "a", "dimensions": 3}"#)).await;
+        assert_eq!(body, json!([[3.0, 2.0, 0.0]]));
+    }
+
+    #[tokio::test]
+    async fn unknown_prompts_and_sizes_are_422_naming_what_the_model_has() {
+        let backend = Arc::new(FakeBackend::default());
+        let s = ready_state(Arc::clone(&backend), 1);
+        for (body, message) in [
+            (
+                r#"{"inputs": "a", "prompt_name": "summary"}"#,
+                r#"'prompt_name' is "summary": the model's prompts are query, document"#,
+            ),
+            (r#"{"inputs": "a", "dimensions": 1}"#, "'dimensions' is 1: expected one of 2, 3"),
+            (r#"{"inputs": "a", "dimensions": 4}"#, "'dimensions' is 4: expected one of 2, 3"),
+            (r#"{"inputs": "a", "dimensions": "2"}"#, "'dimensions' is a string: expected an integer"),
+        ] {
+            let (status, _, answer) = send(&s, post_json(body)).await;
+            assert_error(status, &answer, 422, "Validation");
+            assert_eq!(answer["error"], message, "{body}");
+        }
+        assert!(backend.seen.lock().unwrap().is_empty(), "nothing ran");
+        let (_, _, m) = metrics(&s).await;
+        assert_eq!(m["embbench_requests_total"], 0.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_requests_with_different_prompts_and_sizes_share_one_inference() {
+        let backend = Arc::new(FakeBackend { delay_ms: 150, ..Default::default() });
+        let s = ready_state_with(Arc::clone(&backend), batched(16_384, 0));
+        let first = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { send(&s, post_json(r#"{"inputs": "a"}"#)).await })
+        };
+        until_running(&backend).await;
+        let bodies = [
+            r#"{"inputs": ["a", "a a"], "prompt_name": "query", "dimensions": 2}"#,
+            r#"{"inputs": "a"}"#,
+            r#"{"inputs": "a", "dimensions": 2}"#,
+        ];
+        let queued: Vec<_> = bodies
+            .iter()
+            .map(|body| {
+                let s = Arc::clone(&s);
+                let body = body.to_string();
+                tokio::spawn(async move { send(&s, post_json(&body)).await })
+            })
+            .collect();
+        assert_eq!(first.await.unwrap().0, StatusCode::OK);
+        let mut answers = Vec::new();
+        for r in queued {
+            let (status, _, body) = r.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            answers.push(serde_json::from_value::<Vec<Vec<f32>>>(body).unwrap());
+        }
+        let seen = backend.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "the three queued requests ran as one inference: {seen:?}");
+        // Prompted rows are one token longer ("b "); each request got its own size.
+        let mut lengths = seen[1].lengths();
+        lengths.sort_unstable();
+        assert_eq!(lengths, vec![3, 3, 4, 5], "the requests may queue in any order");
+        assert_rows_close(&answers[0], &[unit(4.0, 2.0), unit(5.0, 2.0)]);
+        assert_eq!(answers[1], vec![vec![3.0, 2.0, 0.0]], "the full size is the backend's row");
+        assert_rows_close(&answers[2], &[unit(3.0, 2.0)]);
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod info;
 pub mod metrics;
+pub mod pipeline;
 pub mod request;
 pub mod settings;
 pub mod startup;
@@ -23,6 +24,7 @@ pub mod tokenize;
 
 pub use backend::{Backend, FrameworkInfo, LoadProgress, Loaded, Loader};
 pub use error::{ApiError, ErrorKind};
+pub use pipeline::{Attention, DenseActivation, DenseLayer, Dimensions, Prompts};
 pub use settings::{ModelSpec, Pooling, ServingMode, Settings};
 pub use tokenize::{TextTokenizer, TokenBatch};
 

@@ -1,6 +1,7 @@
 //! Parsing and validating `POST /embed` bodies: every rule of docker/CONTRACT.md that needs only the body.
 
 use crate::error::{ApiError, ErrorKind};
+use crate::settings::ModelSpec;
 use serde_json::Value;
 
 /// A validated embedding request.
@@ -10,6 +11,35 @@ pub struct EmbedRequest {
     pub inputs: Vec<String>,
     /// `false`: texts over `max_seq_length` tokens are rejected instead of truncated.
     pub truncate: bool,
+    /// TEI's `prompt_name`: a key of the model's prompts (checked against the model by [`EmbedRequest::options`]).
+    pub prompt_name: Option<String>,
+    /// TEI's `dimensions`: the Matryoshka size asked for (checked against the model likewise).
+    pub dimensions: Option<serde_json::Number>,
+}
+
+/// What a request's `prompt_name` and `dimensions` resolve to for the served model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedOptions {
+    /// Prepended to every input before tokenization (empty: none).
+    pub prompt: String,
+    /// Values per answer row: `embedding_dim` unless the request asked for fewer.
+    pub dimensions: usize,
+}
+
+impl EmbedRequest {
+    /// Checks `prompt_name` and `dimensions` against the model: 422 naming the known prompts or the
+    /// allowed sizes when the model has no such prompt or size.
+    pub fn options(&self, spec: &ModelSpec) -> Result<EmbedOptions, ApiError> {
+        let prompt = match &self.prompt_name {
+            Some(name) => spec.prompts.text(name)?.to_string(),
+            None => String::new(),
+        };
+        let dimensions = match &self.dimensions {
+            Some(n) => spec.dimensions.resolve(n)?,
+            None => spec.embedding_dim,
+        };
+        Ok(EmbedOptions { prompt, dimensions })
+    }
 }
 
 /// Checks the `Content-Type` header: JSON only, parameters such as `charset` allowed.
@@ -80,7 +110,21 @@ pub fn parse_embed_request(body: &[u8], max_batch: usize) -> Result<EmbedRequest
             "\"normalize\": false is not supported: the served embeddings are always L2-normalised",
         ));
     }
-    Ok(EmbedRequest { inputs, truncate })
+    let prompt_name = match fields.get("prompt_name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(ApiError::validation(format!("'prompt_name' is {}: expected a string", type_name(other))))
+        }
+    };
+    let dimensions = match fields.get("dimensions") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.clone()),
+        Some(other) => {
+            return Err(ApiError::validation(format!("'dimensions' is {}: expected an integer", type_name(other))))
+        }
+    };
+    Ok(EmbedRequest { inputs, truncate, prompt_name, dimensions })
 }
 
 /// A boolean field where absent and `null` both mean "the default".
@@ -119,7 +163,10 @@ mod tests {
     #[test]
     fn single_string_becomes_one_row() {
         let r = parse(r#"{"inputs": "one text"}"#).unwrap();
-        assert_eq!(r, EmbedRequest { inputs: vec!["one text".into()], truncate: true });
+        assert_eq!(
+            r,
+            EmbedRequest { inputs: vec!["one text".into()], truncate: true, prompt_name: None, dimensions: None }
+        );
     }
 
     #[test]
@@ -137,8 +184,49 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored() {
-        let r = parse(r#"{"inputs": "x", "prompt_name": "query", "truncation_direction": "Right"}"#).unwrap();
+        let r = parse(r#"{"inputs": "x", "truncation_direction": "Right", "user": {"id": 3}}"#).unwrap();
         assert_eq!(r.inputs, vec!["x"]);
+    }
+
+    #[test]
+    fn prompt_name_and_dimensions_are_read_and_null_means_default() {
+        let r = parse(r#"{"inputs": "x", "prompt_name": "query", "dimensions": 128}"#).unwrap();
+        assert_eq!(
+            (r.prompt_name.as_deref(), r.dimensions.map(|n| n.to_string())),
+            (Some("query"), Some("128".into()))
+        );
+        let r = parse(r#"{"inputs": "x", "prompt_name": null, "dimensions": null}"#).unwrap();
+        assert_eq!((r.prompt_name, r.dimensions), (None, None));
+    }
+
+    #[test]
+    fn wrong_prompt_name_and_dimensions_types_are_422() {
+        for (body, says) in [
+            (r#"{"inputs": "x", "prompt_name": 3}"#, "'prompt_name' is a number: expected a string"),
+            (r#"{"inputs": "x", "prompt_name": ["query"]}"#, "'prompt_name' is a list"),
+            (r#"{"inputs": "x", "dimensions": "128"}"#, "'dimensions' is a string: expected an integer"),
+            (r#"{"inputs": "x", "dimensions": true}"#, "'dimensions' is a boolean"),
+        ] {
+            let e = rejected(body);
+            assert_eq!(e.kind, ErrorKind::Validation, "{body}");
+            assert_eq!(&e.message[..says.len().min(e.message.len())], says, "{body}");
+        }
+    }
+
+    #[test]
+    fn options_resolve_against_the_model() {
+        let spec = crate::test_support::spec();
+        let options = |body: &str| parse(body).unwrap().options(&spec);
+        assert_eq!(options(r#"{"inputs": "x"}"#).unwrap(), EmbedOptions { prompt: String::new(), dimensions: 3 });
+        assert_eq!(
+            options(r#"{"inputs": "x", "prompt_name": "query", "dimensions": 2}"#).unwrap(),
+            EmbedOptions { prompt: "b ".into(), dimensions: 2 }
+        );
+        assert_eq!(options(r#"{"inputs": "x", "dimensions": 3}"#).unwrap().dimensions, 3);
+        let e = options(r#"{"inputs": "x", "prompt_name": "summary"}"#).unwrap_err();
+        assert_eq!(e.message, r#"'prompt_name' is "summary": the model's prompts are query, document"#);
+        let e = options(r#"{"inputs": "x", "dimensions": 1}"#).unwrap_err();
+        assert_eq!(e.message, "'dimensions' is 1: expected one of 2, 3");
     }
 
     #[test]

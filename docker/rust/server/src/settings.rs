@@ -1,5 +1,6 @@
 //! Server settings from the environment (docker/CONTRACT.md, "Environment") and the model's serving facts.
 
+use crate::pipeline::{check_dense, Attention, DenseLayer, Dimensions, Prompts};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -122,14 +123,41 @@ pub enum Pooling {
 }
 
 /// `MODEL_DIR/embbench_model.json`: the serving facts of a converted model.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
     pub name: String,
     pub architecture: String,
+    /// `None` in folders converted before the field existed; a backend that builds the network
+    /// itself decides what that means for its architecture.
+    pub attention: Option<Attention>,
     pub pooling: Pooling,
+    /// The Dense layers after pooling, in order: only a backend that builds the model applies them.
+    pub dense: Vec<DenseLayer>,
     pub normalize: bool,
     pub max_seq_length: usize,
     pub embedding_dim: usize,
+    pub prompts: Prompts,
+    pub dimensions: Dimensions,
+}
+
+/// embbench_model.json as written; the fields added with prompts and Matryoshka sizes may be absent
+/// (folders converted before them): no Dense layers, no prompts, the embedding size only.
+#[derive(Deserialize)]
+struct SpecFile {
+    name: String,
+    architecture: String,
+    #[serde(default)]
+    attention: Option<Attention>,
+    pooling: Pooling,
+    #[serde(default)]
+    dense: Vec<DenseLayer>,
+    normalize: bool,
+    max_seq_length: usize,
+    embedding_dim: usize,
+    #[serde(default)]
+    prompts: Prompts,
+    #[serde(default)]
+    dimensions: Option<Dimensions>,
 }
 
 impl ModelSpec {
@@ -137,12 +165,33 @@ impl ModelSpec {
     pub fn load(model_dir: &Path) -> Result<Self> {
         let path = model_dir.join("embbench_model.json");
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let spec: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid model description", path.display()))?;
-        if spec.max_seq_length == 0 {
-            bail!("{}: \"max_seq_length\" is 0, expected a positive token count", path.display());
+        Self::parse(&text).with_context(|| format!("{} is not a valid model description", path.display()))
+    }
+
+    /// Parses and checks the text of an `embbench_model.json`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let file: SpecFile = serde_json::from_str(text)?;
+        if file.max_seq_length == 0 {
+            bail!("\"max_seq_length\" is 0, expected a positive token count");
         }
-        Ok(spec)
+        if file.embedding_dim == 0 {
+            bail!("\"embedding_dim\" is 0, expected the size of the embeddings");
+        }
+        let dimensions = file.dimensions.unwrap_or_else(|| Dimensions::only(file.embedding_dim));
+        dimensions.check(file.embedding_dim).map_err(anyhow::Error::msg)?;
+        check_dense(&file.dense, file.embedding_dim).map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            name: file.name,
+            architecture: file.architecture,
+            attention: file.attention,
+            pooling: file.pooling,
+            dense: file.dense,
+            normalize: file.normalize,
+            max_seq_length: file.max_seq_length,
+            embedding_dim: file.embedding_dim,
+            prompts: file.prompts,
+            dimensions,
+        })
     }
 }
 
@@ -250,8 +299,67 @@ mod tests {
             let json = format!(
                 r#"{{"name":"m","architecture":"bert","pooling":"{text}","normalize":true,"max_seq_length":8,"embedding_dim":4}}"#
             );
-            let spec: ModelSpec = serde_json::from_str(&json).unwrap();
-            assert_eq!(spec.pooling, pooling);
+            assert_eq!(ModelSpec::parse(&json).unwrap().pooling, pooling);
         }
+    }
+
+    #[test]
+    fn a_folder_converted_before_the_pipeline_fields_has_none_of_them() {
+        let spec = ModelSpec::parse(
+            r#"{"name":"m","architecture":"bert","pooling":"cls","normalize":true,"max_seq_length":8,"embedding_dim":4,"ort_graph":"onnx/model_fused.onnx"}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.attention, None);
+        assert!(spec.dense.is_empty());
+        assert_eq!(spec.prompts, Prompts::default());
+        assert_eq!(spec.dimensions, Dimensions::only(4));
+    }
+
+    /// The example of docker/CONTRACT.md, "Model folder".
+    const GEMMA: &str = r#"{
+      "name": "tiny-gemma3", "architecture": "gemma3", "attention": "bidirectional", "pooling": "mean",
+      "dense": [
+        { "in": 64, "out": 256, "bias": false, "activation": "identity", "path": "pytorch/2_Dense" },
+        { "in": 256, "out": 64, "bias": false, "activation": "identity", "path": "pytorch/3_Dense" }
+      ],
+      "normalize": true, "max_seq_length": 512, "embedding_dim": 64,
+      "prompts": { "query": "task: search result | query: ", "document": "title: none | text: " },
+      "dimensions": { "min": 16, "max": 64, "sizes": [16, 32, 48, 64] }
+    }"#;
+
+    #[test]
+    fn the_contract_example_parses_whole() {
+        let spec = ModelSpec::parse(GEMMA).unwrap();
+        assert_eq!(spec.attention, Some(Attention::Bidirectional));
+        assert_eq!(spec.dense.len(), 2);
+        assert_eq!((spec.dense[1].in_features, spec.dense[1].out_features), (256, 64));
+        assert_eq!(spec.dense[1].path, "pytorch/3_Dense");
+        assert_eq!(spec.prompts.text("document").unwrap(), "title: none | text: ");
+        assert_eq!(spec.dimensions, Dimensions { min: 16, max: 64, sizes: Some(vec![16, 32, 48, 64]) });
+    }
+
+    #[test]
+    fn wrong_pipeline_fields_are_named() {
+        for (from, to, says) in [
+            (r#""attention": "bidirectional""#, r#""attention": "sideways""#, "sideways"),
+            (r#""min": 16, "max": 64"#, r#""min": 16, "max": 32"#, "\"dimensions\".max is 32"),
+            (r#""in": 256"#, r#""in": 128"#, "\"dense\"[1].in is 128"),
+            (r#""activation": "identity", "path": "pytorch/3_Dense""#, r#""activation": "relu", "path": "x""#, "relu"),
+            (r#""document": "title: none | text: ""#, r#""document": null"#, "null"),
+        ] {
+            assert!(GEMMA.contains(from), "{from}");
+            let e = format!("{:#}", ModelSpec::parse(&GEMMA.replace(from, to)).unwrap_err());
+            assert!(e.contains(says), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("embbench-spec-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("embbench_model.json"), GEMMA.replace("\"mean\"", "\"max\"")).unwrap();
+        let e = format!("{:#}", ModelSpec::load(&dir).unwrap_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.contains("embbench_model.json is not a valid model description") && e.contains("max"), "{e}");
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::backend::{Backend, FrameworkInfo};
 use crate::http::{AppState, Ready};
+use crate::pipeline::{Attention, Dimensions, Prompts};
 use crate::settings::{ModelSpec, Pooling, ServingMode, Settings};
 use crate::tokenize::test_support::tiny_tokenizer;
 use crate::tokenize::TokenBatch;
@@ -67,15 +68,20 @@ pub(crate) fn settings(model_dir: PathBuf, max_inflight: usize) -> Settings {
     }
 }
 
-/// The fake model: 3 values per row, at most 5 tokens.
+/// The fake model: 3 values per row (Matryoshka sizes 3 and 2), at most 5 tokens, prompts "query"
+/// (the text "b ") and "document" (none).
 pub(crate) fn spec() -> ModelSpec {
     ModelSpec {
         name: "fake".into(),
         architecture: "bert".into(),
+        attention: Some(Attention::Bidirectional),
         pooling: Pooling::Cls,
+        dense: Vec::new(),
         normalize: true,
         max_seq_length: 5,
         embedding_dim: 3,
+        prompts: Prompts(vec![("query".into(), "b ".into()), ("document".into(), String::new())]),
+        dimensions: Dimensions { min: 1, max: 3, sizes: Some(vec![3, 2]) },
     }
 }
 

@@ -62,19 +62,32 @@ impl TextTokenizer {
     /// Tokenizes one request's texts and pads them to the longest. With `truncate` false a text over
     /// `max_seq_length` tokens is a validation error naming it.
     pub fn encode(&self, texts: &[String], truncate: bool) -> Result<TokenBatch, ApiError> {
-        let rows = self.encode_rows(texts, truncate)?;
+        self.encode_with_prompt(texts, "", truncate)
+    }
+
+    /// [`Self::encode`] with `prompt` prepended to every text.
+    pub fn encode_with_prompt(&self, texts: &[String], prompt: &str, truncate: bool) -> Result<TokenBatch, ApiError> {
+        let rows = self.encode_rows(texts, prompt, truncate)?;
         Ok(self.pad(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>()))
     }
 
-    /// Tokenizes one request's texts, unpadded: the token ids of each text, special tokens included,
-    /// truncated at `max_seq_length` (or, with `truncate` false, rejected when longer).
-    pub fn encode_rows(&self, texts: &[String], truncate: bool) -> Result<Vec<Vec<u32>>, ApiError> {
+    /// Tokenizes one request's texts, unpadded: the token ids of each text with `prompt` prepended as
+    /// a plain string (empty: none), special tokens included, truncated at `max_seq_length` (or, with
+    /// `truncate` false, rejected when longer): the prompt's tokens count toward the limit.
+    pub fn encode_rows(&self, texts: &[String], prompt: &str, truncate: bool) -> Result<Vec<Vec<u32>>, ApiError> {
         // One text at a time: the batch call would fan out on rayon's pool, competing with inference.
         let mut rows = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
+            let prompted;
+            let text = if prompt.is_empty() {
+                text.as_str()
+            } else {
+                prompted = format!("{prompt}{text}");
+                prompted.as_str()
+            };
             let encoding = self
                 .tokenizer
-                .encode_fast(text.as_str(), true)
+                .encode_fast(text, true)
                 .map_err(|e| ApiError::validation(format!("\"inputs\"[{i}] cannot be tokenized: {e}")))?;
             if !truncate && !encoding.get_overflowing().is_empty() {
                 let total = encoding.get_ids().len()
@@ -197,11 +210,24 @@ mod tests {
     #[test]
     fn rows_are_unpadded_and_pad_to_the_same_batch() {
         let t = tiny_tokenizer(16);
-        let rows = t.encode_rows(&texts(&["a b c", "a", ""]), true).unwrap();
+        let rows = t.encode_rows(&texts(&["a b c", "a", ""]), "", true).unwrap();
         assert_eq!(rows, vec![vec![2, 4, 5, 6, 3], vec![2, 4, 3], vec![2, 3]]);
         let slices: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
         assert_eq!(t.pad(&slices), t.encode(&texts(&["a b c", "a", ""]), true).unwrap());
         assert_eq!(t.pad_id(), 0);
+    }
+
+    #[test]
+    fn a_prompt_is_prepended_before_tokenization_and_counts_toward_the_limit() {
+        let t = tiny_tokenizer(5);
+        let rows = t.encode_rows(&texts(&["a", ""]), "c ", true).unwrap();
+        assert_eq!(rows, vec![vec![2, 6, 4, 3], vec![2, 6, 3]]);
+        // "c " + "a b c": 6 tokens with [CLS] and [SEP], one over the limit.
+        assert_eq!(t.encode_rows(&texts(&["a b c"]), "c ", true).unwrap(), vec![vec![2, 6, 4, 5, 3]]);
+        let e = t.encode_rows(&texts(&["a b c"]), "c ", false).unwrap_err();
+        assert!(e.message.contains("max_seq_length=5"), "{}", e.message);
+        assert!(t.encode_rows(&texts(&["a b c"]), "", false).is_ok(), "5 tokens without the prompt");
+        assert_eq!(t.encode_with_prompt(&texts(&["a"]), "c ", true).unwrap().input_ids, vec![2, 6, 4, 3]);
     }
 
     #[test]
