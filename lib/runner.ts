@@ -15,10 +15,10 @@ import { memoryPeakBytes } from "./engine/cgroup.ts";
 import { calibrateGemm, GEMM_FRAMEWORKS } from "./engine/gemm.ts";
 import { residentMemory } from "./engine/memory.ts";
 import type { Environment } from "./env.ts";
-import { RunError } from "./errors.ts";
+import { ConfigError, RunError } from "./errors.ts";
 import { latestImage, serverId, type ServingMode } from "./frameworks.ts";
 import { type MeasurementRules, measurePass, type PassResult } from "./load/pass.ts";
-import { readCellRequests } from "./load/requests.ts";
+import { payloadFile, promptPayloadProblems, readCellRequests } from "./load/requests.ts";
 import { log } from "./log.ts";
 import {
   type CellResult,
@@ -61,13 +61,7 @@ export interface RunOptions {
   serverEnv?: Record<string, string>;
 }
 
-/** The request bodies of a cell: K distinct bodies, one per line, written by convert's payload generator. */
-export function payloadFile(
-  modelsDir: string,
-  cell: Pick<Cell, "model" | "sequenceLength" | "batchSize">,
-): string {
-  return join(modelsDir, cell.model, "payloads", `seq${cell.sequenceLength}_b${cell.batchSize}.jsonl`);
-}
+export { payloadFile } from "./load/requests.ts";
 
 /** Summary of a run, for the CLI. */
 export interface RunSummary {
@@ -156,6 +150,11 @@ export function passOrder<T extends { model: string }>(blocks: T[], pass: number
 
 /** Runs (or resumes) the benchmark; returns when every cell is done or the signal aborts. */
 export async function runBenchmark(o: RunOptions): Promise<RunSummary> {
+  const promptName = o.config.input.prompt_name;
+  if (promptName !== undefined) {
+    const problems = await promptPayloadProblems(o.modelsDir, o.config.active_models, promptName);
+    if (problems.length > 0) throw new ConfigError(problems);
+  }
   const paths = runPaths(o.runDir);
   await Deno.mkdir(paths.cells, { recursive: true });
   await Deno.mkdir(paths.logs, { recursive: true });

@@ -164,6 +164,12 @@ export type Sweep = z.infer<typeof SweepSchema>;
 const InputSchema = z.strictObject({
   sequence_lengths: z.array(positiveInt).min(1),
   warmup_requests: nonNegativeInt,
+  /**
+   * A prompt of the models (models.yaml `prompts`) to measure: the cells send convert's
+   * seq<L>_b<B>_<prompt>.jsonl bodies, whose texts are L tokens with the prompt applied. Absent:
+   * documents without a prompt.
+   */
+  prompt_name: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(),
 });
 
 const CpusSchema = z.strictObject({ server: z.string(), loadgen: z.string() });
@@ -558,6 +564,32 @@ function crossChecks(
       });
     checkActive(config.active_models, ["active_models"]);
     checkActive(config.quick?.active_models, ["quick", "active_models"]);
+    const checkPrompt = (list: string[], input: { prompt_name?: string }, base: PropertyKey[]) => {
+      const prompt = input.prompt_name;
+      if (prompt === undefined) return;
+      for (const id of list) {
+        // A model without `prompts` (multimodal) is checked against its converted folder at run start.
+        const prompts = models.models[id]?.prompts;
+        if (prompts && !(prompt in prompts)) {
+          const names = Object.keys(prompts);
+          say(
+            [...base, "prompt_name"],
+            `${formatPath([...base, "prompt_name"])} is ${
+              JSON.stringify(prompt)
+            }, which model "${id}" does not have ` +
+              `(models.yaml models.${id}.prompts: ${names.length > 0 ? names.join(", ") : "none"})`,
+          );
+        }
+      }
+    };
+    checkPrompt(config.active_models, config.input, ["input"]);
+    // --quick replaces input and active_models as a whole: check what it changes, once.
+    if (config.quick?.input) {
+      checkPrompt(config.quick.active_models ?? config.active_models, config.quick.input, ["quick", "input"]);
+    } else if (config.quick?.active_models) {
+      const added = config.quick.active_models.filter((id) => !config.active_models.includes(id));
+      checkPrompt(added, config.input, ["input"]);
+    }
   }
   const checkUnique = (items: { name: string }[] | undefined, base: PropertyKey[]) => {
     const seen = new Set<string>();

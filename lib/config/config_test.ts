@@ -71,6 +71,19 @@ Deno.test("validateSources() accepts a minimal valid pair", () => {
   deepStrictEqual(problems(MODELS, CONFIG), []);
 });
 
+Deno.test("validateSources() accepts input.prompt_name when every active model has that prompt", () => {
+  const models = MODELS.replace("prompts: {}", 'prompts: { query: "q: ", document: "" }');
+  const config = CONFIG.replace("warmup_requests: 5", "warmup_requests: 5\n  prompt_name: query");
+  deepStrictEqual(problems(models, config), []);
+  deepStrictEqual(problems(models, config.replace("prompt_name: query", "prompt_name: document")), []);
+  // --quick with its own input: its prompt is checked against its models.
+  const quick =
+    `${CONFIG}quick:\n  input: { sequence_lengths: [32], warmup_requests: 1, prompt_name: passage }\n`;
+  deepStrictEqual(problems(models, quick), [
+    'Cannot load benchmark_config.yaml: quick.input.prompt_name is "passage", which model "tiny" does not have (models.yaml models.tiny.prompts: query, document) (line 28:69)',
+  ]);
+});
+
 Deno.test("loadConfig() accepts the committed models.yaml and benchmark_config.yaml", async () => {
   const root = fromFileUrl(new URL("../..", import.meta.url));
   const loaded = await loadConfig(`${root}/models.yaml`, `${root}/benchmark_config.yaml`);
@@ -222,6 +235,21 @@ const CASES: { name: string; models?: [string, string]; config?: [string, string
     config: ["sequence_lengths: [32]", "sequence_lengths: []"],
     expect: [
       "Cannot load benchmark_config.yaml: input.sequence_lengths is an empty list, expected at least 1 item(s) (line 9:21)",
+    ],
+  },
+  {
+    name: "a prompt_name the active model does not have",
+    config: ["warmup_requests: 5", "warmup_requests: 5\n  prompt_name: query"],
+    expect: [
+      'Cannot load benchmark_config.yaml: input.prompt_name is "query", which model "tiny" does not have (models.yaml models.tiny.prompts: none) (line 11:16)',
+    ],
+  },
+  {
+    name: "a prompt_name that cannot be a payload file's suffix",
+    models: ["prompts: {}", 'prompts: { "a b": "x " }'],
+    config: ["warmup_requests: 5", 'warmup_requests: 5\n  prompt_name: "a b"'],
+    expect: [
+      'Cannot load benchmark_config.yaml: input.prompt_name is "a b", expected a different format (line 11:16)',
     ],
   },
   {

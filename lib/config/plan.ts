@@ -5,8 +5,9 @@ import { serverId, type ServingMode } from "../frameworks.ts";
 /** One measurement: a model served by a framework under one load shape. */
 export interface Cell {
   /**
-   * Stable id, also the cell file's name: <model>__<server>__<scenario>__seq<L>[__c<N>|__f<P>], the
-   * server being the framework id, plus "+batched" in batched mode (lib/frameworks.ts serverId).
+   * Stable id, also the cell file's name: <model>__<server>__<scenario>__seq<L>[_<prompt>][__c<N>|__f<P>],
+   * the server being the framework id, plus "+batched" in batched mode (lib/frameworks.ts serverId),
+   * and the prompt when the cell measures one.
    */
   id: string;
   model: string;
@@ -20,6 +21,8 @@ export interface Cell {
   numRequests: number;
   /** True for the concurrency sweep's cells. */
   sweep: boolean;
+  /** The prompt the texts are sent with (config input.prompt_name); absent: documents without a prompt. */
+  promptName?: string;
   /**
    * Open-loop cells (scenario "rate"): the offered load as a fraction of the framework's measured
    * closed-loop capacity; `concurrency` is then the connections oha may hold.
@@ -36,7 +39,8 @@ export function cellId(
     : c.sweep
     ? `__c${c.concurrency}`
     : "";
-  return `${c.model}__${serverId(c.framework, c.serving)}__${c.scenario}__seq${c.sequenceLength}${suffix}`;
+  const seq = `seq${c.sequenceLength}${c.promptName === undefined ? "" : `_${c.promptName}`}`;
+  return `${c.model}__${serverId(c.framework, c.serving)}__${c.scenario}__${seq}${suffix}`;
 }
 
 /** The scenario name of open-loop cells. */
@@ -53,6 +57,7 @@ export function planCells(
   frameworks = config.frameworks,
 ): Cell[] {
   const cells: Cell[] = [];
+  const prompt = config.input.prompt_name === undefined ? {} : { promptName: config.input.prompt_name };
   for (const model of config.active_models) {
     const spec = models.models[model];
     const lengths = config.input.sequence_lengths.filter((l) => !spec || l <= spec.max_seq_length);
@@ -66,6 +71,7 @@ export function planCells(
               serving,
               scenario: s.name,
               sequenceLength: seq,
+              ...prompt,
               concurrency: s.concurrency,
               sweep: false,
             };
@@ -79,6 +85,7 @@ export function planCells(
               serving,
               scenario: "sweep",
               sequenceLength: seq,
+              ...prompt,
               concurrency: level,
               sweep: true,
             };
@@ -96,6 +103,7 @@ export function planCells(
               serving,
               scenario: RATE_SCENARIO,
               sequenceLength: seq,
+              ...prompt,
               concurrency: config.open_loop!.connections,
               sweep: false,
               rateFraction: fraction,

@@ -1,4 +1,4 @@
-import { deepStrictEqual, equal } from "node:assert/strict";
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { parseYaml, validateSources } from "./config.ts";
 import { planCells } from "./plan.ts";
 
@@ -45,4 +45,22 @@ Deno.test("planCells() skips sequence lengths above a model's max_seq_length", a
   );
   const clipOnly = { ...config, active_models: ["clip"], frameworks: ["torch" as const] };
   deepStrictEqual([...new Set(planCells(clipOnly, models).map((c) => c.sequenceLength))], [32]);
+});
+
+Deno.test("planCells() labels every cell with input.prompt_name, in its id and its promptName", async () => {
+  const root = new URL("../..", import.meta.url);
+  const { models, config } = validateSources(
+    parseYaml("models.yaml", await Deno.readTextFile(new URL("models.yaml", root))),
+    parseYaml("benchmark_config.yaml", await Deno.readTextFile(new URL("benchmark_config.yaml", root))),
+  );
+  const base = { ...config, active_models: ["tiny-gemma3"], frameworks: ["onnx-cpp" as const] };
+  const documents = planCells(base, models);
+  const queries = planCells({ ...base, input: { ...config.input, prompt_name: "query" } }, models);
+  equal(queries.length, documents.length);
+  ok(documents.every((c) => c.promptName === undefined));
+  ok(queries.every((c) => c.promptName === "query"));
+  equal(documents[0]!.id, "tiny-gemma3__onnx-cpp__single_query__seq32");
+  equal(queries[0]!.id, "tiny-gemma3__onnx-cpp__single_query__seq32_query");
+  ok(queries.some((c) => c.id === "tiny-gemma3__onnx-cpp+batched__sweep__seq128_query__c16"));
+  ok(queries.some((c) => c.id === "tiny-gemma3__onnx-cpp__rate__seq512_query__f75"));
 });

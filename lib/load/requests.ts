@@ -1,11 +1,72 @@
 /**
- * Per-request data: oha's SQLite output (--db-url) read into records, and the run folder's request
- * logs (`logs/requests/<cell>.p<pass>.csv.gz`) that keep every measured request of a cell.
+ * Requests: the bodies a cell sends (convert's payloads/, chosen by sequence length, batch size and
+ * prompt), oha's SQLite output (--db-url) read into records, and the run folder's request logs
+ * (`logs/requests/<cell>.p<pass>.csv.gz`) that keep every measured request of a cell.
  */
 // @ts-ignore: Deno's bundled Node types lack node:sqlite, which Deno 2.9 has at run time.
 import * as sqlite from "node:sqlite";
 import { join } from "node:path";
+import type { Cell } from "../config/plan.ts";
 import { RunError } from "../errors.ts";
+
+/**
+ * The request bodies of a cell: K distinct bodies, one per line, written by convert's payload
+ * generator: payloads/seq<L>_b<B>.jsonl, or seq<L>_b<B>_<prompt>.jsonl when the cell measures a prompt
+ * (its bodies carry "prompt_name" and texts of L tokens with the prompt applied).
+ */
+export function payloadFile(
+  modelsDir: string,
+  cell: Pick<Cell, "model" | "sequenceLength" | "batchSize" | "promptName">,
+): string {
+  const prompt = cell.promptName === undefined ? "" : `_${cell.promptName}`;
+  return join(
+    modelsDir,
+    cell.model,
+    "payloads",
+    `seq${cell.sequenceLength}_b${cell.batchSize}${prompt}.jsonl`,
+  );
+}
+
+async function readJson(path: string): Promise<unknown> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch {
+    return undefined;
+  }
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * Why converted models cannot be measured with the prompt `promptName` (config input.prompt_name),
+ * one sentence per model; empty when each has payloads for it. A model whose folder has no
+ * payloads/index.json is left to the cells' own "run convert" error. Checked at run start: the
+ * prompts of a model models.yaml gives none for are only known from its folder.
+ */
+export async function promptPayloadProblems(
+  modelsDir: string,
+  models: string[],
+  promptName: string,
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const model of models) {
+    const dir = join(modelsDir, model);
+    const index = await readJson(join(dir, "payloads", "index.json"));
+    if (!isRecord(index) || !Array.isArray(index.payloads)) continue;
+    if (index.payloads.some((e) => isRecord(e) && e.prompt_name === promptName)) continue;
+    const spec = await readJson(join(dir, "embbench_model.json"));
+    const prompts = isRecord(spec) && isRecord(spec.prompts) ? Object.keys(spec.prompts) : [];
+    problems.push(
+      prompts.includes(promptName)
+        ? `input.prompt_name is "${promptName}", but ${dir}/payloads/index.json lists no payloads with that ` +
+          `prompt: run 'embbench convert ${model}' again to write them`
+        : `input.prompt_name is "${promptName}", which model "${model}" does not have (${dir}/embbench_model.json ` +
+          `prompts: ${prompts.length > 0 ? prompts.join(", ") : "none"})`,
+    );
+  }
+  return problems;
+}
 
 /** The part of node:sqlite's DatabaseSync used here. */
 interface Database {
