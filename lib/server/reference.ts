@@ -265,8 +265,9 @@ function distance(c: EmbeddingComparison): number {
  * Which known mistake the served rows match, for the detail of a failed comparison: the mistake
  * whose rows the served rows are closest to (by the worst row's cosine), named only when the served
  * rows are at least MISTAKE_MARGIN times closer to it than to the reference ("rows match" when they
- * are also within the parity limits of it, else "rows are closest to"). "" when there are no
- * mistakes to compare with; otherwise says that none matches.
+ * are also within the parity limits of it, else "rows are closest to"; every mistake the rows match
+ * within the limits when several do). "" when there are no mistakes to compare with; otherwise says
+ * that none matches.
  */
 export function likelyMistake(
   served: number[][],
@@ -279,12 +280,18 @@ export function likelyMistake(
     .sort((a, b) => distance(a.c) - distance(b.c));
   const best = scored[0]!;
   const toReference = `${reference.worstCosine.toFixed(7)} to the reference`;
-  if (distance(reference) > 0 && distance(best.c) * MISTAKE_MARGIN <= distance(reference)) {
+  const clearly = (c: EmbeddingComparison) =>
+    distance(reference) > 0 && distance(c) * MISTAKE_MARGIN <= distance(reference);
+  const cosine = (c: EmbeddingComparison) => c.worstCosine.toFixed(7);
+  // Mistakes that give these texts the same rows (a window wider than every text) are named together.
+  const alike = scored.filter((s) => clearly(s.c) && s.c.failingRows.length === 0);
+  if (alike.length > 1) {
+    return `rows match ${alike.length} known mistakes alike (worst cosine ${toReference}): ` +
+      alike.map((s) => `'${s.m.name}' (${cosine(s.c)} to it): ${s.m.cause}`).join("; or ");
+  }
+  if (clearly(best.c)) {
     const verb = best.c.failingRows.length === 0 ? "rows match" : "rows are closest to";
-    return `${verb} '${best.m.name}' (worst cosine ${
-      best.c.worstCosine.toFixed(7)
-    } to it, ${toReference}): ` +
-      best.m.cause;
+    return `${verb} '${best.m.name}' (worst cosine ${cosine(best.c)} to it, ${toReference}): ${best.m.cause}`;
   }
   return `the rows match none of the reference's ${mistakes.length} known mistakes (closest '${best.m.name}', ` +
     `worst cosine ${best.c.worstCosine.toFixed(7)} to it, ${toReference})`;

@@ -99,6 +99,12 @@ Deno.test("likelyMistake() names a mistake only when the rows are clearly closer
   ok(MISTAKE_MARGIN > 1);
   match(likelyMistake(between, compareEmbeddings(between, reference), [skipped]), /match none/);
   equal(likelyMistake(served, compareEmbeddings(served, reference), []), "");
+  // Two mistakes that give these texts the same rows are both named.
+  const twin = { ...skipped, name: "window ignored", cause: "no window" };
+  match(
+    likelyMistake(served, compareEmbeddings(served, reference), [causal, skipped, twin]),
+    /^rows match 2 known mistakes alike \(worst cosine 0\.0000000 to the reference\): 'dense layers skipped' \(1\.0000000 to it\): no dense; or 'window ignored' \(1\.0000000 to it\): no window$/,
+  );
 });
 
 // --- A synthetic model whose every pipeline step can be left out, and a fake server of it ----------
