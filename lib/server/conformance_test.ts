@@ -923,6 +923,36 @@ Deno.test("test server: a malformed knob stops it with a message naming the knob
   }
 });
 
+/** docker/python's server with its ONNX Runtime backend (from .venv-server) serving `modelDir`. */
+function startPythonServer(modelDir: string, maxBatch: number): {
+  baseUrl: string;
+  stop(): Promise<Deno.CommandOutput>;
+} {
+  const port = freePort();
+  const child = new Deno.Command(venvPython, {
+    args: ["-m", "embbench_server", "--backend", "onnxruntime"],
+    cwd: `${repo}docker/python`,
+    env: {
+      MODEL_DIR: modelDir,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      NUM_THREADS: "1",
+      MAX_BATCH: String(maxBatch),
+      MAX_INFLIGHT: "2",
+      LOAD_DELAY_MS: "300",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    stop() {
+      child.kill("SIGTERM");
+      return child.output();
+    },
+  };
+}
+
 /**
  * The real proof: docker/python's server (ONNX Runtime backend, from .venv-server) with each
  * converted model passes the whole suite. EMBBENCH_TEST_MODEL_DIRS (comma-separated) adds folders.
@@ -945,30 +975,15 @@ for (const modelDir of modelDirs) {
       (missing ? ` (ignored: ${missing})` : ""),
     ignore: missing !== "",
     async fn() {
-      const port = freePort();
       const maxBatch = 16;
-      const child = new Deno.Command(venvPython, {
-        args: ["-m", "embbench_server", "--backend", "onnxruntime"],
-        cwd: `${repo}docker/python`,
-        env: {
-          MODEL_DIR: modelDir,
-          HOST: "127.0.0.1",
-          PORT: String(port),
-          NUM_THREADS: "1",
-          MAX_BATCH: String(maxBatch),
-          MAX_INFLIGHT: "2",
-          LOAD_DELAY_MS: "300",
-        },
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const server = startPythonServer(modelDir, maxBatch);
       let checks: ConformanceCheck[] = [];
+      let error: unknown;
       try {
-        const baseUrl = `http://127.0.0.1:${port}`;
         checks = [
-          await observeHealthStartup(baseUrl, 60_000),
+          await observeHealthStartup(server.baseUrl, 60_000),
           ...await runConformance({
-            baseUrl,
+            baseUrl: server.baseUrl,
             modelDir,
             maxBatch,
             maxBodyBytes: 2 * 1024 * 1024,
@@ -976,17 +991,132 @@ for (const modelDir of modelDirs) {
             maxInflight: 2,
           }),
         ];
-      } finally {
-        child.kill("SIGTERM");
+      } catch (e) {
+        error = e;
       }
-      const out = await child.output();
-      const failed = failures(checks);
-      deepStrictEqual(failed, [], `server log:\n${new TextDecoder().decode(out.stderr)}`);
-      ok(checks.filter((c) => c.name.startsWith("rejects ")).length >= 12);
+      const out = await server.stop();
+      if (error) throw error;
+      deepStrictEqual(failures(checks), [], `server log:\n${new TextDecoder().decode(out.stderr)}`);
       // SIGTERM shuts down cleanly; uvicorn then re-raises the signal, so either outcome is clean.
       ok(out.code === 0 || out.signal === "SIGTERM", `exit ${out.code} ${out.signal}`);
+      ok(checks.filter((c) => c.name.startsWith("rejects ")).length >= 12);
       if (Deno.env.get("EMBBENCH_TEST_VERBOSE")) {
         for (const c of checks) console.log(`${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
+      }
+    },
+  });
+}
+
+/** The converted tiny twins: models/ (or EMBBENCH_TEST_TWINS_DIR, a folder holding tiny-gemma3/ and tiny-qwen3/). */
+const twinsDir = Deno.env.get("EMBBENCH_TEST_TWINS_DIR") ?? `${repo}models`;
+/** Convert's Python (onnx), to break a graph. */
+const convertPython = `${repo}.venv/bin/python`;
+
+/** Removes embbench_model.json's dense layers from onnx/model.onnx: the pooled rows go straight to the norm. */
+const BYPASS_DENSE = `
+import json, sys, onnx
+d = sys.argv[1]
+spec = json.load(open(f"{d}/embbench_model.json"))
+m = onnx.load(f"{d}/onnx/model.onnx")
+shapes = {i.name: list(i.dims) for i in m.graph.initializer}
+layers = []
+for layer in spec["dense"]:
+    node = next(n for n in m.graph.node if n.op_type == "MatMul" and shapes.get(n.input[1]) == [layer["in"], layer["out"]])
+    layers.append(node)
+first_input, last_output = layers[0].input[0], layers[-1].output[0]
+for n in m.graph.node:
+    for i, x in enumerate(n.input):
+        if x == last_output:
+            n.input[i] = first_input
+for n in layers:
+    m.graph.node.remove(n)
+onnx.save(m, f"{d}/onnx/model.onnx")
+spec.pop("ort_graph", None)
+json.dump(spec, open(f"{d}/embbench_model.json", "w"))
+`;
+
+/** Takes Qwen3's <|endoftext|> out of tokenizer.json's post-processor (its byte-level step stays). */
+function dropEndOfText(dir: string): void {
+  const path = `${dir}/pytorch/tokenizer.json`;
+  const tokenizer = JSON.parse(Deno.readTextFileSync(path));
+  const post = tokenizer.post_processor;
+  tokenizer.post_processor = post?.type === "Sequence"
+    ? {
+      ...post,
+      processors: post.processors.filter((p: { type: string }) => p.type !== "TemplateProcessing"),
+    }
+    : null;
+  Deno.writeTextFileSync(path, JSON.stringify(tokenizer));
+}
+
+/** A deliberately broken twin: its folder copied and broken, served as is, must fail with the mistake named. */
+const brokenTwins: { model: string; mistake: RegExp; needs?: string; breakIt(dir: string): Promise<void> }[] =
+  [
+    {
+      model: "tiny-gemma3",
+      mistake: /^rows match 'dense layers skipped'/,
+      needs: convertPython,
+      async breakIt(dir) {
+        const out = await new Deno.Command(convertPython, {
+          args: ["-c", BYPASS_DENSE, dir],
+          stderr: "piped",
+        })
+          .output();
+        ok(out.success, new TextDecoder().decode(out.stderr));
+      },
+    },
+    {
+      model: "tiny-qwen3",
+      mistake: /^rows match '<\|endoftext\|> not appended'/,
+      breakIt: (dir) => Promise.resolve(dropEndOfText(dir)),
+    },
+  ];
+
+for (const twin of brokenTwins) {
+  const source = `${twinsDir}/${twin.model}`;
+  let hasMistakes = false;
+  try {
+    hasMistakes = "mistakes" in JSON.parse(Deno.readTextFileSync(`${source}/reference/embeddings.json`));
+  } catch { /* not converted */ }
+  const missing = !exists(venvPython)
+    ? `${venvPython} is missing: run docker/python/install.sh`
+    : twin.needs && !exists(twin.needs)
+    ? `${twin.needs} is missing`
+    : !hasMistakes
+    ? `${source} is not converted with reference mistakes: run \`embbench convert ${twin.model}\``
+    : "";
+  Deno.test({
+    name:
+      `runConformance() fails docker/python's onnxruntime server with a broken ${twin.model}, naming the ` +
+      `mistake${missing ? ` (ignored: ${missing})` : ""}`,
+    ignore: missing !== "",
+    async fn() {
+      const dir = Deno.makeTempDirSync({ prefix: `embbench-broken-${twin.model}-` });
+      try {
+        await new Deno.Command("cp", { args: ["-r", `${source}/.`, dir] }).output();
+        await twin.breakIt(dir);
+        const server = startPythonServer(dir, 16);
+        let checks: ConformanceCheck[];
+        try {
+          ok(
+            (await observeHealthStartup(server.baseUrl, 60_000)).ok,
+            "the broken twin's server did not start",
+          );
+          checks = await runConformance({
+            baseUrl: server.baseUrl,
+            modelDir: dir,
+            maxBatch: 16,
+            maxBodyBytes: 2 * 1024 * 1024,
+            busyLoadMs: 200,
+          });
+        } finally {
+          await server.stop();
+        }
+        const reference = checks.find((c) => c.name === "embeddings match the reference")!;
+        ok(!reference.ok, reference.detail);
+        match(reference.detail, twin.mistake);
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
       }
     },
   });

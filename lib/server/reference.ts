@@ -11,9 +11,10 @@ export const MAX_ABS_DIFF = 1e-4;
 /** A served row's L2 norm may differ from 1 by this much (float32 sums of up to a few thousand squares). */
 export const NORM_TOLERANCE = 1e-3;
 /**
- * A mistake is named only when the served rows are at least this many times closer to its rows than
- * to the reference's, closeness being 1 − the worst row's cosine: a server that is merely imprecise,
- * or wrong in a way no mistake describes, is then not blamed on a mistake that happens to be nearby.
+ * A mistake that most rows do not match is named only when the served rows are at least this many
+ * times closer to its rows than to the reference's, closeness being 1 − the worst row's cosine: a
+ * server that is merely imprecise, or wrong in a way no mistake describes, is then not blamed on a
+ * mistake that happens to be nearby.
  */
 export const MISTAKE_MARGIN = 10;
 
@@ -262,12 +263,13 @@ function distance(c: EmbeddingComparison): number {
 }
 
 /**
- * Which known mistake the served rows match, for the detail of a failed comparison: the mistake
- * whose rows the served rows are closest to (by the worst row's cosine), named only when the served
- * rows are at least MISTAKE_MARGIN times closer to it than to the reference ("rows match" when they
- * are also within the parity limits of it, else "rows are closest to"; every mistake the rows match
- * within the limits when several do). "" when there are no mistakes to compare with; otherwise says
- * that none matches.
+ * Which known mistake the served rows match, for the detail of a failed comparison. A mistake
+ * matches when more than half of the rows that miss the reference are within the parity limits of
+ * its rows ("rows match"; every such mistake when several match as many rows): a degenerate row (an
+ * empty text) then cannot hide the cause. Otherwise the mistake closest by the worst row's cosine is
+ * named only when the rows are at least MISTAKE_MARGIN times closer to it than to the reference
+ * ("rows are closest to"). "" when there are no mistakes to compare with; otherwise says that none
+ * matches.
  */
 export function likelyMistake(
   served: number[][],
@@ -275,26 +277,35 @@ export function likelyMistake(
   mistakes: ReferenceMistake[],
 ): string {
   if (mistakes.length === 0) return "";
-  const scored = mistakes
-    .map((m) => ({ m, c: compareEmbeddings(served, m.embeddings) }))
-    .sort((a, b) => distance(a.c) - distance(b.c));
-  const best = scored[0]!;
-  const toReference = `${reference.worstCosine.toFixed(7)} to the reference`;
-  const clearly = (c: EmbeddingComparison) =>
-    distance(reference) > 0 && distance(c) * MISTAKE_MARGIN <= distance(reference);
+  const missing = reference.failingRows;
+  const scored = mistakes.map((m) => {
+    const c = compareEmbeddings(served, m.embeddings);
+    return { m, c, matched: missing.filter((i) => !c.failingRows.includes(i)).length };
+  });
   const cosine = (c: EmbeddingComparison) => c.worstCosine.toFixed(7);
-  // Mistakes that give these texts the same rows (a window wider than every text) are named together.
-  const alike = scored.filter((s) => clearly(s.c) && s.c.failingRows.length === 0);
-  if (alike.length > 1) {
-    return `rows match ${alike.length} known mistakes alike (worst cosine ${toReference}): ` +
-      alike.map((s) => `'${s.m.name}' (${cosine(s.c)} to it): ${s.m.cause}`).join("; or ");
+  const toReference = `${cosine(reference)} to the reference`;
+  const most = Math.max(...scored.map((s) => s.matched));
+  if (most * 2 > missing.length) {
+    const alike = scored.filter((s) => s.matched === most);
+    const rows = `${most} of the ${missing.length} rows that miss the reference are within the limits of ` +
+      (alike.length > 1 ? "each" : "it");
+    if (alike.length > 1) {
+      return `rows match ${alike.length} known mistakes alike (${rows}): ` +
+        alike.map((s) => `'${s.m.name}': ${s.m.cause}`).join("; or ");
+    }
+    const best = alike[0]!;
+    return `rows match '${best.m.name}' (${rows}; worst cosine ${cosine(best.c)} to it, ${toReference}): ` +
+      best.m.cause;
   }
-  if (clearly(best.c)) {
-    const verb = best.c.failingRows.length === 0 ? "rows match" : "rows are closest to";
-    return `${verb} '${best.m.name}' (worst cosine ${cosine(best.c)} to it, ${toReference}): ${best.m.cause}`;
+  const closest = scored.sort((a, b) => distance(a.c) - distance(b.c))[0]!;
+  if (distance(reference) > 0 && distance(closest.c) * MISTAKE_MARGIN <= distance(reference)) {
+    return `rows are closest to '${closest.m.name}' (worst cosine ${
+      cosine(closest.c)
+    } to it, ${toReference}): ` +
+      closest.m.cause;
   }
-  return `the rows match none of the reference's ${mistakes.length} known mistakes (closest '${best.m.name}', ` +
-    `worst cosine ${best.c.worstCosine.toFixed(7)} to it, ${toReference})`;
+  return `the rows match none of the reference's ${mistakes.length} known mistakes (closest '${closest.m.name}', ` +
+    `worst cosine ${cosine(closest.c)} to it, ${toReference})`;
 }
 
 /** The worst row's distance of its L2 norm from 1, and that row. */

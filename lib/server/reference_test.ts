@@ -99,11 +99,17 @@ Deno.test("likelyMistake() names a mistake only when the rows are clearly closer
   ok(MISTAKE_MARGIN > 1);
   match(likelyMistake(between, compareEmbeddings(between, reference), [skipped]), /match none/);
   equal(likelyMistake(served, compareEmbeddings(served, reference), []), "");
+  // Near a mistake but outside its limits, and far from the reference: the closest, said so.
+  const near = [[0, 0.01, 1], [0, 1, 0]];
+  match(
+    likelyMistake(near, compareEmbeddings(near, reference), [causal, skipped]),
+    /^rows are closest to 'dense layers skipped' \(worst cosine 0\.99995\d+ to it, 0\.0000000 to the reference\): no dense$/,
+  );
   // Two mistakes that give these texts the same rows are both named.
   const twin = { ...skipped, name: "window ignored", cause: "no window" };
   match(
     likelyMistake(served, compareEmbeddings(served, reference), [causal, skipped, twin]),
-    /^rows match 2 known mistakes alike \(worst cosine 0\.0000000 to the reference\): 'dense layers skipped' \(1\.0000000 to it\): no dense; or 'window ignored' \(1\.0000000 to it\): no window$/,
+    /^rows match 2 known mistakes alike \(1 of the 1 rows that miss the reference are within the limits of each\): 'dense layers skipped': no dense; or 'window ignored': no window$/,
   );
 });
 
@@ -357,7 +363,12 @@ for (
       const checks = await referenceChecks(modelDir, { ...RIGHT, ...flaw });
       const reference = checks.get("embeddings match the reference")!;
       ok(!reference.ok);
-      match(reference.detail, new RegExp(`^rows match '${mistake}' \\(worst cosine 1\\.0000000 to it`));
+      match(
+        reference.detail,
+        new RegExp(
+          `^rows match '${mistake}' \\(3 of the 3 rows that miss the reference are within the limits of it`,
+        ),
+      );
       match(reference.detail, cause);
       match(reference.detail, /rows 0, 1, 2 outside cosine >= 0\.9999/);
     } finally {
