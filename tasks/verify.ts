@@ -9,6 +9,7 @@ import {
   type ConformanceCheck,
   NO_WARMUP_CHECK,
   runConformance,
+  SUITE_VERSION,
 } from "../lib/server/conformance.ts";
 import { type GlobalOptions, REPO_ROOT } from "../lib/context.ts";
 import { parseCpuset, readTopology, resolveCpus, threadsFor } from "../lib/config/cpuset.ts";
@@ -30,6 +31,8 @@ export interface VerifyRecord {
   modelManifest: string;
   /** The serving modes checked (each in its own container). */
   serving?: string[];
+  /** The conformance suite's SUITE_VERSION (absent: 1); an older record is verified again. */
+  suite?: number;
   ok: boolean;
   checks: ConformanceCheck[];
   at: string;
@@ -131,6 +134,7 @@ export async function verifyOne(o: {
     imageId,
     modelManifest,
     serving: [...o.config.serving],
+    suite: SUITE_VERSION,
     ok: checks.every((c) => c.ok),
     checks,
     at: new Date().toISOString(),
@@ -199,7 +203,8 @@ export async function verifyGate(o: Parameters<typeof verifyOne>[0]): Promise<vo
     const current = await o.engine.imageId(image);
     const manifest = await sha256File(join(o.modelsDir, o.model, "manifest.json")).catch(() => "");
     const modes = o.config.serving.every((m) => saved.serving?.includes(m) ?? m === "sequential");
-    if (saved.imageId === current && saved.modelManifest === manifest && modes) record = saved;
+    const suite = (saved.suite ?? 1) === SUITE_VERSION;
+    if (saved.imageId === current && saved.modelManifest === manifest && modes && suite) record = saved;
   } catch { /* no record yet */ }
   record ??= await verifyOne(o);
   if (!record.ok) {
