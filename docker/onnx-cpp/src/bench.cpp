@@ -57,10 +57,12 @@ Batch bench_batch(const std::string& payload_path, const Tokenizer& tok, const M
   // A .jsonl file holds one compact body per line: its first line is the payload.
   const std::string first = body.substr(0, body.find('\n'));
   if (first.size() < body.size() && nlohmann::json::accept(first)) body = first;
-  auto parsed = parse_embed_request(body, static_cast<std::size_t>(1) << 20);
+  auto parsed = parse_embed_request(body, static_cast<std::size_t>(1) << 20, model);
   if (auto* err = std::get_if<ApiError>(&parsed)) throw ConfigError(payload_path + ": " + err->message);
+  const auto& request = std::get<EmbedRequest>(parsed);
   std::vector<Encoding> rows;
-  for (const auto& text : std::get<EmbedRequest>(parsed).inputs) rows.push_back(tok.encode(text, model.max_seq_length));
+  // A prompt payload's prompt_name is applied as the server applies it.
+  for (const auto& text : request.inputs) rows.push_back(tok.encode(request.prompt + text, model.max_seq_length));
   return pad_batch(rows, tok.pad_id());
 }
 

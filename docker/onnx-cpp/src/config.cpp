@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <limits>
@@ -73,17 +74,99 @@ Config config_from_env(const std::function<const char*(const char*)>& getenv) {
   return c;
 }
 
+bool Dimensions::allows(std::size_t n) const {
+  if (sizes.empty()) return n >= min && n <= max;
+  return std::find(sizes.begin(), sizes.end(), n) != sizes.end();
+}
+
+std::string Dimensions::describe() const {
+  if (sizes.empty()) return "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  std::string out = "one of ";
+  for (std::size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
+  return out;
+}
+
+namespace {
+
+using ordered_json = nlohmann::ordered_json;
+
+// The architectures whose folders must state their pipeline: served without it they would be
+// silently wrong (as the Python server's config: docker/python/embbench_server/config.py).
+constexpr const char* kArchitectures[] = {"xlm-roberta", "bert", "qwen3", "gemma3"};
+constexpr const char* kDecoders[] = {"qwen3", "gemma3"};
+constexpr const char* kPipelineFields[] = {"attention", "dense", "prompts", "dimensions"};
+
+std::size_t positive_int(const std::string& path, const std::string& name, const ordered_json& v) {
+  if (!v.is_number_integer() || v.get<long long>() < 1) {
+    throw ConfigError(path + ": field \"" + name + "\" must be an integer >= 1: got " + v.dump());
+  }
+  return v.get<std::size_t>();
+}
+
+std::vector<std::pair<std::string, std::string>> parse_prompts(const std::string& path, const ordered_json& v) {
+  std::vector<std::pair<std::string, std::string>> out;
+  bool ok = v.is_object();
+  if (ok) {
+    for (const auto& [name, text] : v.items()) {
+      if (name.empty() || !text.is_string()) {
+        ok = false;
+        break;
+      }
+      out.emplace_back(name, text.get<std::string>());
+    }
+  }
+  if (!ok) throw ConfigError(path + ": field \"prompts\" must map prompt names to strings: got " + v.dump());
+  return out;
+}
+
+Dimensions parse_dimensions(const std::string& path, const ordered_json& v, std::size_t embedding_dim) {
+  if (!v.is_object()) throw ConfigError(path + ": field \"dimensions\" must be an object {min, max, sizes}: got " + v.dump());
+  for (const char* key : {"min", "max"}) {
+    if (!v.contains(key)) throw ConfigError(path + ": field \"dimensions\" lacks \"" + key + "\"");
+  }
+  Dimensions d;
+  d.min = positive_int(path, "dimensions.min", v["min"]);
+  d.max = positive_int(path, "dimensions.max", v["max"]);
+  if (d.max != embedding_dim) {
+    throw ConfigError(path + ": field \"dimensions.max\" is " + std::to_string(d.max) + ": expected embedding_dim (" +
+                      std::to_string(embedding_dim) + ")");
+  }
+  if (d.min > d.max) {
+    throw ConfigError(path + ": field \"dimensions.min\" is " + std::to_string(d.min) + ": more than dimensions.max (" +
+                      std::to_string(d.max) + ")");
+  }
+  const auto sizes = v.find("sizes");
+  if (sizes == v.end() || sizes->is_null()) return d;
+  if (!sizes->is_array() || sizes->empty() ||
+      !std::all_of(sizes->begin(), sizes->end(), [](const ordered_json& n) { return n.is_number_integer(); })) {
+    throw ConfigError(path + ": field \"dimensions.sizes\" must be a non-empty list of integers: got " + sizes->dump());
+  }
+  for (const auto& n : *sizes) {
+    const long long k = n.get<long long>();
+    if (k < static_cast<long long>(d.min) || k > static_cast<long long>(d.max)) {
+      throw ConfigError(path + ": field \"dimensions.sizes\" holds " + n.dump() + ": outside " + std::to_string(d.min) +
+                        ".." + std::to_string(d.max));
+    }
+    d.sizes.push_back(static_cast<std::size_t>(k));
+  }
+  std::sort(d.sizes.begin(), d.sizes.end());
+  d.sizes.erase(std::unique(d.sizes.begin(), d.sizes.end()), d.sizes.end());
+  return d;
+}
+
+}  // namespace
+
 ModelInfo load_model_info(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw ConfigError(path + ": cannot open the model facts file");
-  nlohmann::json j;
+  ordered_json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = ordered_json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(path + ": not valid JSON: " + e.what());
   }
   ModelInfo m;
-  auto field = [&](const char* key) -> const nlohmann::json& {
+  auto field = [&](const char* key) -> const ordered_json& {
     if (!j.is_object() || !j.contains(key)) throw ConfigError(path + ": field \"" + std::string(key) + "\" is missing");
     return j[key];
   };
@@ -97,6 +180,31 @@ ModelInfo load_model_info(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(path + ": a field has the wrong type: " + e.what());
   }
+  const auto known = [](const auto& list, const std::string& v) {
+    return std::find(std::begin(list), std::end(list), v) != std::end(list);
+  };
+  if (!known(kArchitectures, m.architecture)) {
+    throw ConfigError(path + ": field \"architecture\" is \"" + m.architecture +
+                      "\": expected one of xlm-roberta, bert, qwen3, gemma3");
+  }
+  if (known(kDecoders, m.architecture)) {
+    for (const char* f : kPipelineFields) {
+      if (!j.contains(f)) {
+        throw ConfigError(path + ": field \"" + f + "\" is missing: a " + m.architecture +
+                          " model folder must state its whole pipeline (attention, dense, prompts, dimensions); "
+                          "it was written by an older `embbench convert`: convert it again");
+      }
+    }
+  }
+  if (j.contains("attention")) {
+    const auto& a = j["attention"];
+    if (!a.is_string() || (a != "bidirectional" && a != "causal")) {
+      throw ConfigError(path + ": field \"attention\" must be one of bidirectional, causal: got " + a.dump());
+    }
+  }
+  if (j.contains("dense") && !j["dense"].is_array()) {
+    throw ConfigError(path + ": field \"dense\" must be a list of layers: got " + j["dense"].dump());
+  }
   if (j.contains("ort_graph") && !j["ort_graph"].is_null()) {
     if (!j["ort_graph"].is_string()) throw ConfigError(path + ": \"ort_graph\" is not a string");
     const std::string g = j["ort_graph"].get<std::string>();
@@ -108,6 +216,12 @@ ModelInfo load_model_info(const std::string& path) {
   }
   if (m.max_seq_length < 2) throw ConfigError(path + ": max_seq_length " + std::to_string(m.max_seq_length) + " is below 2");
   if (m.embedding_dim == 0) throw ConfigError(path + ": embedding_dim is 0");
+  if (j.contains("prompts")) m.prompts = parse_prompts(path, j["prompts"]);
+  if (j.contains("dimensions")) {
+    m.dimensions = parse_dimensions(path, j["dimensions"], m.embedding_dim);
+  } else {
+    m.dimensions = {m.embedding_dim, m.embedding_dim, {m.embedding_dim}};
+  }
   return m;
 }
 

@@ -6,6 +6,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace embbench {
 
@@ -44,6 +46,16 @@ struct Config {
 /// Reads the contract's variables through `getenv` (injected for tests); throws ConfigError.
 Config config_from_env(const std::function<const char*(const char*)>& getenv);
 
+/// The output sizes a model supports (Matryoshka): `sizes`, or every size from `min` to `max` when
+/// `sizes` is empty; `max` is embedding_dim.
+struct Dimensions {
+  std::size_t min = 0, max = 0;
+  std::vector<std::size_t> sizes;  // ascending, no repeats
+  bool allows(std::size_t n) const;
+  /// The allowed sizes as a 422 names them: "one of 16, 32" or "an integer from 8 to 64".
+  std::string describe() const;
+};
+
 struct ModelInfo {
   std::string name;
   std::string architecture;
@@ -54,6 +66,10 @@ struct ModelInfo {
   /// The graph ONNX Runtime loads, relative to MODEL_DIR: "ort_graph" when the file names one (the
   /// optimised graph convert writes), else onnx/model.onnx.
   std::string ort_graph = "onnx/model.onnx";
+  /// Prompt name -> text prepended to each input before tokenization, in the file's order.
+  std::vector<std::pair<std::string, std::string>> prompts;
+  /// The sizes `dimensions` may ask for; [embedding_dim] for a folder from before the field.
+  Dimensions dimensions;
 };
 
 /// Parses MODEL_DIR/embbench_model.json; throws ConfigError naming the file and field.

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 namespace embbench {
 
@@ -16,7 +17,44 @@ const char* type_name(const json& v) { return v.type_name(); }
 
 }  // namespace
 
-std::variant<EmbedRequest, ApiError> parse_embed_request(std::string_view body, std::size_t max_batch) {
+namespace {
+
+// prompt_name: a key of the model's prompts; null means none.
+std::optional<ApiError> read_prompt(const json& j, const ModelInfo& model, EmbedRequest& req) {
+  const auto p = j.find("prompt_name");
+  if (p == j.end() || p->is_null()) return std::nullopt;
+  if (!p->is_string()) return validation(std::string("field \"prompt_name\" must be a string, found ") + type_name(*p));
+  const std::string& name = p->get_ref<const std::string&>();
+  for (const auto& [known, text] : model.prompts) {
+    if (known == name) {
+      req.prompt = text;
+      return std::nullopt;
+    }
+  }
+  std::string known;
+  for (const auto& prompt : model.prompts) known += (known.empty() ? "" : ", ") + prompt.first;
+  return validation("'prompt_name' is " + p->dump(-1, ' ', false, json::error_handler_t::replace) + ": " +
+                    (known.empty() ? "the model has no prompts" : "the model's prompts are " + known));
+}
+
+// dimensions: a size the model supports; null means embedding_dim.
+std::optional<ApiError> read_dimensions(const json& j, const ModelInfo& model, EmbedRequest& req) {
+  const auto d = j.find("dimensions");
+  if (d == j.end() || d->is_null()) return std::nullopt;
+  if (!d->is_number_integer()) return validation(std::string("field \"dimensions\" must be an integer, found ") + type_name(*d));
+  const bool fits = d->is_number_unsigned() || d->get<long long>() >= 0;
+  const auto n = fits ? d->get<unsigned long long>() : 0;
+  if (!fits || n > model.dimensions.max || !model.dimensions.allows(static_cast<std::size_t>(n))) {
+    return validation("'dimensions' is " + d->dump() + ": expected " + model.dimensions.describe());
+  }
+  if (n != model.embedding_dim) req.dimensions = static_cast<std::size_t>(n);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<EmbedRequest, ApiError> parse_embed_request(std::string_view body, std::size_t max_batch,
+                                                         const ModelInfo& model) {
   json j;
   try {
     j = json::parse(body);
@@ -58,7 +96,22 @@ std::variant<EmbedRequest, ApiError> parse_embed_request(std::string_view body, 
     if (!n->is_boolean()) return validation(std::string("field \"normalize\" must be a boolean, found ") + type_name(*n));
     if (!n->get<bool>()) return validation("field \"normalize\" is false: this server's graphs end in L2 normalisation");
   }
+  if (auto e = read_prompt(j, model, req)) return *e;
+  if (auto e = read_dimensions(j, model, req)) return *e;
   return req;
+}
+
+std::vector<float> truncate_rows(const std::vector<float>& embeddings, std::size_t rows, std::size_t dim, std::size_t n) {
+  std::vector<float> out(rows * n);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* src = embeddings.data() + r * dim;
+    float* dst = out.data() + r * n;
+    double sum = 0;
+    for (std::size_t k = 0; k < n; ++k) sum += static_cast<double>(src[k]) * src[k];
+    const double norm = std::sqrt(sum);
+    for (std::size_t k = 0; k < n; ++k) dst[k] = norm > 0 ? static_cast<float>(src[k] / norm) : 0.0f;
+  }
+  return out;
 }
 
 bool is_json_content_type(std::string_view ct) {

@@ -190,7 +190,7 @@ struct Server {
               {"http_threads", "one per connection, created on demand, at most " + std::to_string(cfg.http_threads)},
               {"admission", cfg.batched ? "batcher: FIFO queue, MAX_INFLIGHT workers"
                                         : "FIFO ticket queue, MAX_INFLIGHT slots"},
-              {"tokenizer", "embbench native tokenizer.json interpreter (Unigram, WordPiece)"},
+              {"tokenizer", "embbench native tokenizer.json interpreter (Unigram, WordPiece, BPE)"},
               {"server_version", EMBBENCH_VERSION}});
     return b;
   }
@@ -206,7 +206,7 @@ struct Server {
       return send_error(res, {415, "UnsupportedMediaType",
                               "Content-Type must be application/json, found \"" + (ct.empty() ? "(none)" : ct) + "\""});
     }
-    auto parsed = embbench::parse_embed_request(req.body, static_cast<std::size_t>(cfg.max_batch));
+    auto parsed = embbench::parse_embed_request(req.body, static_cast<std::size_t>(cfg.max_batch), model);
     if (auto* err = std::get_if<ApiError>(&parsed)) return send_error(res, *err);
     auto& request = std::get<embbench::EmbedRequest>(parsed);
 
@@ -216,7 +216,9 @@ struct Server {
     std::uint64_t tokens = 0;
     try {
       for (std::size_t i = 0; i < request.inputs.size(); ++i) {
-        auto enc = tokenizer->encode(request.inputs[i], model.max_seq_length);
+        // A prompt is part of the text: prepended before tokenization, it counts toward max_seq_length.
+        auto enc = request.prompt.empty() ? tokenizer->encode(request.inputs[i], model.max_seq_length)
+                                          : tokenizer->encode(request.prompt + request.inputs[i], model.max_seq_length);
         if (!request.truncate && enc.full_length > model.max_seq_length) {
           return send_error(res, {422, "Validation",
                                   "inputs[" + std::to_string(i) + "] has " + std::to_string(enc.full_length) +
@@ -259,6 +261,11 @@ struct Server {
     }
     for (float v : embeddings) {
       if (!std::isfinite(v)) return send_error(res, {500, "Backend", "the model produced a non-finite embedding value"});
+    }
+    // Matryoshka on the answer rows: the inference (and any batch it shared) ran at full size.
+    if (request.dimensions != 0 && request.dimensions < dim) {
+      embeddings = embbench::truncate_rows(embeddings, rows, dim, request.dimensions);
+      dim = request.dimensions;
     }
     std::string body = embbench::embeddings_json(embeddings.data(), rows, dim);
     const auto t_done = Clock::now();  // the answer serialised: the end of `serialize` and `request`

@@ -1,11 +1,13 @@
 // A tokenizer.json interpreter with token-id parity to HF `tokenizers` for the pipelines of the
-// XLM-RoBERTa family (Precompiled charsmap, Metaspace, Unigram) and the BERT family (BertNormalizer,
-// BertPreTokenizer, WordPiece). Anything else in a tokenizer.json is refused at load time by name,
-// never approximated.
+// XLM-RoBERTa family (Precompiled charsmap, Metaspace, Unigram), the BERT family (BertNormalizer,
+// BertPreTokenizer, WordPiece), Qwen3 (NFC, Split with Qwen2's regex, ByteLevel, byte-level BPE) and
+// Gemma3 (Replace " " -> "▁", BPE with byte fallback). Anything else in a tokenizer.json is refused
+// at load time by name, never approximated.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -33,7 +35,8 @@ struct Encoding {
 
 class Tokenizer {
  public:
-  /// Loads `path` (a HF tokenizer.json); throws TokenizerError.
+  /// Loads `path` (a HF tokenizer.json); throws TokenizerError. Without a padding section the pad comes
+  /// from tokenizer_config.json's pad_token or config.json's pad_token_id beside it, as in the Python server.
   static Tokenizer from_file(const std::string& path);
   /// Parses tokenizer.json text; `origin` names it in errors.
   static Tokenizer from_json(std::string_view json_text, const std::string& origin);
@@ -50,7 +53,10 @@ class Tokenizer {
   int64_t pad_id() const { return pad_id_; }
   /// Special tokens the post-processor adds to one sequence.
   std::size_t num_special_tokens() const { return prefix_.size() + suffix_.size(); }
-  /// The model type ("Unigram", "WordPiece"), for /info.
+  /// The id of a token: an added token's, else the model vocabulary's.
+  std::optional<int64_t> token_to_id(std::string_view token) const;
+  /// The model type ("Unigram", "WordPiece", "BPE"), for /info.
+  std::string model_type() const;
 
  private:
   Tokenizer();
@@ -62,6 +68,7 @@ class Tokenizer {
   std::unique_ptr<Model> model_;
   std::vector<int64_t> prefix_, suffix_;
   int64_t pad_id_ = 0;
+  bool pad_from_padding_ = false;  // tokenizer.json's padding section named it
 };
 
 }  // namespace embbench

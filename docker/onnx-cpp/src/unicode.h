@@ -39,6 +39,12 @@ bool is_other(char32_t c);
 /// Rust's `char::is_alphanumeric` (general categories L* and N*).
 bool is_alphanumeric(char32_t c);
 
+/// Unicode general category L* (Lu, Ll, Lt, Lm, Lo): a regex's \p{L}.
+bool is_letter(char32_t c);
+
+/// Unicode general category N* (Nd, Nl, No): a regex's \p{N}.
+bool is_number(char32_t c);
+
 /// Unicode general category Mn.
 bool is_nonspacing_mark(char32_t c);
 

@@ -129,3 +129,57 @@ TEST_CASE("load_model_info() takes ort_graph when the file names one, else onnx/
   }
   std::remove(path.c_str());
 }
+
+TEST_CASE("load_model_info() reads prompts in the file's order and the Matryoshka sizes") {
+  const std::string path = "/tmp/embbench_model_pipeline_test.json";
+  const std::string base = R"("name": "tiny-gemma3", "architecture": "gemma3", "max_seq_length": 512,
+      "embedding_dim": 64, "attention": "bidirectional", "dense": [])";
+  {
+    std::ofstream(path) << "{" << base << R"(, "prompts": {"query": "q: ", "document": "d: "},
+        "dimensions": {"min": 16, "max": 64, "sizes": [64, 48, 32, 16, 32]}})";
+  }
+  const auto m = embbench::load_model_info(path);
+  REQUIRE(m.prompts.size() == 2);
+  CHECK(m.prompts[0] == std::pair<std::string, std::string>{"query", "q: "});
+  CHECK(m.prompts[1].first == "document");
+  CHECK(m.dimensions.sizes == std::vector<std::size_t>{16, 32, 48, 64});
+  CHECK(m.dimensions.describe() == "one of 16, 32, 48, 64");
+  CHECK(m.dimensions.allows(48));
+  CHECK_FALSE(m.dimensions.allows(40));
+  { std::ofstream(path) << "{" << base << R"(, "prompts": {}, "dimensions": {"min": 8, "max": 64}})"; }
+  const auto q = embbench::load_model_info(path);
+  CHECK(q.prompts.empty());
+  CHECK(q.dimensions.sizes.empty());
+  CHECK(q.dimensions.describe() == "an integer from 8 to 64");
+  CHECK(q.dimensions.allows(8));
+  CHECK(q.dimensions.allows(63));
+  CHECK_FALSE(q.dimensions.allows(7));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("load_model_info() defaults an encoder's missing pipeline fields and refuses a decoder's") {
+  const std::string path = "/tmp/embbench_model_pipeline_test2.json";
+  { std::ofstream(path) << R"({"name": "m", "architecture": "bert", "max_seq_length": 128, "embedding_dim": 64})"; }
+  const auto m = embbench::load_model_info(path);
+  CHECK(m.prompts.empty());
+  CHECK(m.dimensions.describe() == "one of 64");
+  { std::ofstream(path) << R"({"name": "m", "architecture": "qwen3", "max_seq_length": 128, "embedding_dim": 64})"; }
+  CHECK_THROWS_WITH_AS(embbench::load_model_info(path), doctest::Contains("field \"attention\" is missing: a qwen3 model folder"),
+                       ConfigError);
+  auto bad = [&](const std::string& fields, const char* want) {
+    CAPTURE(fields);
+    { std::ofstream(path) << R"({"name": "m", "architecture": "qwen3", "max_seq_length": 128, "embedding_dim": 64,
+        "attention": "causal", "dense": [], )" << fields << "}"; }
+    CHECK_THROWS_WITH_AS(embbench::load_model_info(path), doctest::Contains(want), ConfigError);
+  };
+  bad(R"("prompts": {"query": 3}, "dimensions": {"min": 8, "max": 64})", "field \"prompts\" must map prompt names to strings");
+  bad(R"("prompts": {}, "dimensions": {"min": 8, "max": 32})", "field \"dimensions.max\" is 32: expected embedding_dim (64)");
+  bad(R"("prompts": {}, "dimensions": {"max": 64})", "field \"dimensions\" lacks \"min\"");
+  bad(R"("prompts": {}, "dimensions": {"min": 65, "max": 64})", "field \"dimensions.min\" is 65: more than");
+  bad(R"("prompts": {}, "dimensions": {"min": 8, "max": 64, "sizes": [4]})", "field \"dimensions.sizes\" holds 4: outside 8..64");
+  bad(R"("prompts": {}, "dimensions": {"min": 8, "max": 64, "sizes": []})", "field \"dimensions.sizes\" must be a non-empty list");
+  bad(R"("prompts": {}, "dimensions": [64])", "field \"dimensions\" must be an object");
+  { std::ofstream(path) << R"({"name": "m", "architecture": "t5", "max_seq_length": 128, "embedding_dim": 64})"; }
+  CHECK_THROWS_WITH_AS(embbench::load_model_info(path), doctest::Contains("field \"architecture\" is \"t5\""), ConfigError);
+  std::remove(path.c_str());
+}

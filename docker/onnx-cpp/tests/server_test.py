@@ -109,6 +109,8 @@ def main():
     warmup_settings(binary, model_dir)
     serving_settings(binary, model_dir)
     batched_mode(binary, model_dir)
+    for serving in ("sequential", "batched"):
+        prompts_and_dimensions(binary, model_dir, serving)
     graph_choice(binary, model_dir)
     bench_run(binary, model_dir)
     print(f"{passed} passed, {failed} failed")
@@ -268,6 +270,92 @@ def batched_mode(binary, model_dir):
               f"SERVING=batched, MAX_WAIT_US=0, 8 connections: 40 requests answered with their own rows ({d})")
     finally:
         stop(proc)
+
+
+def prompts_and_dimensions(binary, model_dir, serving):
+    """prompt_name prepends the model's prompt before tokenization (counting toward max_seq_length);
+    dimensions cuts each answer row and normalises it again; both are validated against
+    embbench_model.json with the contract's 422 messages. Batched: requests with different prompts and
+    sizes share one inference and each gets its own rows."""
+    tok = Tokenizer.from_file(os.path.join(model_dir, "pytorch", "tokenizer.json"))
+    tok.enable_truncation(16)
+    table = np.load(os.path.join(model_dir, "table.npy"))
+    prompts = {"query": "query: ", "document": ""}
+
+    def expected(text, prompt_name=None, dims=None):
+        v = table[tok.encode(prompts.get(prompt_name, "") + text).ids].sum(axis=0)
+        v = v / np.linalg.norm(v)
+        return v[:dims] / np.linalg.norm(v[:dims]) if dims else v
+
+    work = tempfile.mkdtemp()
+    try:
+        folder = os.path.join(work, "model")
+        shutil.copytree(model_dir, folder)
+        facts_path = os.path.join(folder, "embbench_model.json")
+        with open(facts_path) as f:
+            facts = json.load(f)
+        facts.update(attention="bidirectional", dense=[], prompts=prompts, dimensions={"min": 2, "max": 8, "sizes": [8, 4, 2]})
+        with open(facts_path, "w") as f:
+            json.dump(facts, f)
+        port, proc = start(binary, folder, SERVING=serving, MAX_BATCH="4", MAX_WAIT_US="200000")
+        what = f"SERVING={serving}"
+        try:
+            check(wait_healthy(port, 30), f"{what}, prompts and dimensions: /health turns 200")
+            long_text = "many words to fill the sequence " * 3
+            cases = [  # (body fields, text): every prompt and size, null defaults, a prompt that truncates
+                ({"prompt_name": "query"}, "what is a fox?"),
+                ({"prompt_name": "document"}, "a fox is an animal"),
+                ({"dimensions": 4}, "a fox is an animal"),
+                ({"dimensions": 2, "prompt_name": "query"}, "what is a fox?"),
+                ({"dimensions": 8}, "full size"),
+                ({"dimensions": None, "prompt_name": None}, "defaults"),
+                ({"prompt_name": "query"}, long_text),
+            ]
+            results = [None] * len(cases)
+
+            def send(i):
+                fields, text = cases[i]
+                results[i] = request(port, "POST", "/embed", {"inputs": [text, text], **fields})
+
+            # Concurrent: in batched mode (MAX_WAIT_US) they share inferences with different prompts and sizes.
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(len(cases))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for (fields, text), (code, _, rows) in zip(cases, results):
+                want = expected(text, fields.get("prompt_name"), fields.get("dimensions"))
+                ok = code == 200 and len(rows) == 2 and all(len(r) == len(want) for r in rows)
+                diff = max(float(np.abs(np.array(r) - want).max()) for r in rows) if ok else float("nan")
+                norms = [float(np.linalg.norm(r)) for r in rows] if ok else []
+                check(ok and diff < 1e-5 and all(abs(n - 1) < 1e-5 for n in norms),
+                      f"{what}: {fields} answers {len(want)} numbers of norm 1 as tokenizers+numpy (max |diff| {diff:.2e})")
+            code, _, rows = request(port, "POST", "/embed", {"inputs": long_text, "prompt_name": "query", "truncate": False})
+            n = len(Tokenizer.from_file(os.path.join(model_dir, "pytorch", "tokenizer.json")).encode("query: " + long_text).ids)
+            check(code == 422, f"{what}: the prompt counts toward max_seq_length ({n} tokens > 16, truncate false: {code})")
+            for body, message in (
+                ({"inputs": "a", "prompt_name": "summary"}, "'prompt_name' is \"summary\": the model's prompts are query, document"),
+                ({"inputs": "a", "dimensions": 3}, "'dimensions' is 3: expected one of 2, 4, 8"),
+                ({"inputs": "a", "dimensions": 16}, "'dimensions' is 16: expected one of 2, 4, 8"),
+            ):
+                code, _, err = request(port, "POST", "/embed", body)
+                check(code == 422 and err == {"error": message, "error_type": "Validation"},
+                      f"{what}: {body} answers 422 with the contract's message ({code} {err})")
+        finally:
+            stop(proc)
+        port, proc = start(binary, model_dir, SERVING=serving)
+        try:
+            check(wait_healthy(port, 30), f"{what}, no prompts: /health turns 200")
+            code, _, err = request(port, "POST", "/embed", {"inputs": "a", "prompt_name": "query"})
+            check(code == 422 and err["error"] == "'prompt_name' is \"query\": the model has no prompts",
+                  f"{what}: a model without prompts answers 422 to any prompt_name ({code} {err})")
+            code, _, err = request(port, "POST", "/embed", {"inputs": "a", "dimensions": 4})
+            check(code == 422 and err["error"] == "'dimensions' is 4: expected one of 8",
+                  f"{what}: a model without Matryoshka sizes answers 422 to another size ({code} {err})")
+        finally:
+            stop(proc)
+    finally:
+        shutil.rmtree(work)
 
 
 def graph_choice(binary, model_dir):
@@ -440,8 +528,8 @@ def run(port, model_dir, pid, spawned):
     code, _, single = request(port, "POST", "/embed", {"inputs": "The quick brown fox."})
     same = len(single) == 1 and float(np.abs(np.array(single[0]) - np.array(rows[0])).max()) < 1e-6
     check(code == 200 and same, "a single string answers one row, the same as within a padded batch")
-    code, _, _ = request(port, "POST", "/embed", {"inputs": ["a"], "prompt_name": "q", "truncate": None,
-                                                 "normalize": True})
+    code, _, _ = request(port, "POST", "/embed", {"inputs": ["a"], "pooling": "q", "truncate": None,
+                                                 "normalize": True, "prompt_name": None, "dimensions": None})
     check(code == 200, "unknown fields are ignored and null means the default")
 
     expect_error(port, "GET", "/nope", 404, "NotFound", "unknown path")
