@@ -25,8 +25,7 @@ fi
 
 echo "creating the convert venv in $venv (about 3 GB of wheels, 6.5 GB installed)" >&2
 "$python" -m venv "$venv"
-# --no-deps: requirements.txt is a complete pin list that leaves out triton and
-# sentence-transformers on purpose (see README.md).
+# --no-deps: requirements.txt is a complete pin list that leaves out triton on purpose (see README.md).
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req"
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$here" > "$site/embbench_convert.pth"   # python -m embbench_convert works from any folder

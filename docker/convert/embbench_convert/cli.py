@@ -68,7 +68,7 @@ def _payloads(args) -> dict:
     with staged(target) as tmp:
         index = write_payloads(
             facts["name"], model_dir, tmp, args.corpus_dir or _default_corpus(), seq_lens, batch_sizes,
-            facts["max_seq_length"], bodies,
+            facts["max_seq_length"], bodies, facts.get("prompts") or {},
         )
     record_payload_hashes(model_dir)
     log("payloads", f"wrote {len(index['payloads'])} payloads of {bodies} bodies each into '{target}'")

@@ -56,15 +56,22 @@ def conversion_inputs(entry: ModelEntry, fp16: bool, corpus_dir: Path, bodies: i
     return inputs
 
 
-def model_json(entry: ModelEntry, ort_graph: str | None = None) -> dict:
-    """embbench_model.json; `ort_graph` names the fused graph ONNX Runtime servers load instead of onnx/model.onnx."""
+def model_json(entry: ModelEntry, dense_paths: list[str], ort_graph: str | None = None) -> dict:
+    """embbench_model.json (docker/CONTRACT.md, "Model folder"); `dense_paths` are the Dense module folders
+    in order, `ort_graph` names the fused graph ONNX Runtime servers load instead of onnx/model.onnx."""
+    if len(dense_paths) != len(entry.dense):
+        raise ConfigError(f"{entry.id}: {len(entry.dense)} Dense layers in models.yaml but {len(dense_paths)} module folders")
     facts = {
         "name": entry.id,
         "architecture": entry.architecture,
+        "attention": entry.attention,
         "pooling": entry.pooling,
+        "dense": [{**spec.as_json(), "path": path} for spec, path in zip(entry.dense, dense_paths)],
         "normalize": entry.normalize,
         "max_seq_length": entry.max_seq_length,
         "embedding_dim": entry.embedding_dim,
+        "prompts": dict(entry.prompts),
+        "dimensions": dict(entry.dimensions),
     }
     if ort_graph is not None:
         facts["ort_graph"] = ort_graph
@@ -72,13 +79,25 @@ def model_json(entry: ModelEntry, ort_graph: str | None = None) -> dict:
 
 
 def check_model_config(entry: ModelEntry, pytorch_dir: Path) -> None:
-    """The HF config must agree with models.yaml on the embedding size and the context length."""
+    """The HF config must agree with models.yaml on the width, the attention and the context length."""
     cfg = json.loads((pytorch_dir / "config.json").read_text(encoding="utf-8"))
     hidden = cfg.get("hidden_size")
-    if hidden != entry.embedding_dim:
+    if entry.dense and hidden != entry.dense[0].in_features:
+        raise ConfigError(
+            f"models.yaml models.{entry.id}.dense[0].in is {entry.dense[0].in_features} but its config.json has "
+            f"hidden_size {hidden}"
+        )
+    if not entry.dense and hidden != entry.embedding_dim:
         raise ConfigError(
             f"models.yaml says embedding_dim {entry.embedding_dim} for '{entry.id}' but its config.json has hidden_size {hidden}"
         )
+    if entry.architecture == "gemma3":
+        configured = "bidirectional" if cfg.get("use_bidirectional_attention") else "causal"
+        if configured != entry.attention:
+            raise ConfigError(
+                f"models.yaml models.{entry.id}.attention is '{entry.attention}' but its config.json has "
+                f"use_bidirectional_attention {json.dumps(bool(cfg.get('use_bidirectional_attention')))} ({configured})"
+            )
     positions = cfg.get("max_position_embeddings")
     usable = positions - 2 if entry.architecture == "xlm-roberta" and positions else positions
     if usable is not None and entry.max_seq_length > usable:
@@ -129,6 +148,7 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
     from . import export, parity
     from .corpus import load_sentences, parity_texts
     from .payloads import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS, load_plain_tokenizer, write_payloads
+    from .reference import Batch, align_tokenizer_json, write_reference
     from .sources import fetch_source, normalize_tokenizer_json, pad_token
 
     timings: dict[str, float] = {}
@@ -140,11 +160,16 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
         timings[name] = round(now - t0, 2)
         t0 = now
 
+    from .modules import check_pipeline, dense_paths, read_pipeline
+
     pytorch_dir = root / "pytorch"
     source = fetch_source(entry, corpus_dir, pytorch_dir)
     normalize_tokenizer_json(pytorch_dir / "tokenizer.json")
     check_model_config(entry, pytorch_dir)
-    write_json(root / MODEL_JSON, model_json(entry))
+    pipeline = read_pipeline(pytorch_dir)
+    check_pipeline(entry, pipeline, "pytorch/")
+    dense_at = dense_paths(pipeline)
+    write_json(root / MODEL_JSON, model_json(entry, dense_at))
     lap("source")
 
     import torch
@@ -152,6 +177,9 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
 
     transformers.logging.set_verbosity_error()  # e.g. "pooler weights newly initialized": unused here
     torch.set_num_threads(parity.num_threads())
+    aligned = align_tokenizer_json(pytorch_dir)
+    if aligned:
+        log("tokenizer", f"warning: {aligned}")
     sentences = load_sentences(corpus_dir)
     plain = load_plain_tokenizer(pytorch_dir / "tokenizer.json")
     texts = parity_texts(plain, sentences, entry.max_seq_length)
@@ -159,24 +187,16 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
     ids, mask = parity.encode_batch(tok, texts)
     counts = [int(c) for c in mask.sum(axis=1)]
     full_counts = [count_tokens(plain, t) for t in texts]
-    log("reference", f"PyTorch on {len(texts)} texts of {min(counts)}..{max(counts)} tokens, padded to {ids.shape[1]}")
-    reference = parity.torch_reference(export.load_hf_model(pytorch_dir, "sdpa"), entry.pooling, ids, mask)
-    (root / "reference").mkdir()
-    write_json(
-        root / "reference" / "embeddings.json",
-        {
-            "model": entry.id,
-            "max_seq_length": entry.max_seq_length,
-            "texts": texts,
-            "token_counts": counts,
-            "truncated": [f > c for f, c in zip(full_counts, counts)],
-            "embeddings": [[float(x) for x in row] for row in reference],
-        },
+    log("reference", f"{len(texts)} texts of {min(counts)}..{max(counts)} tokens, padded to {ids.shape[1]}")
+    dense = export.load_dense(root, dense_at, entry.dense)
+    reference = write_reference(
+        entry, root, Batch(texts, ids, mask), counts, [f > c for f, c in zip(full_counts, counts)], dense,
+        lambda batch_texts, add_special_tokens=True: parity.encode_batch(tok, batch_texts, add_special_tokens),
     )
     lap("reference")
 
     log("onnx", f"exporting with torch.onnx (TorchScript exporter, opset {OPSET}) through the padded-batch wrapper")
-    wrapper = export.make_wrapper(export.load_hf_model(pytorch_dir, "eager"), entry.architecture, entry.pooling)
+    wrapper = export.make_wrapper(export.load_hf_model(pytorch_dir, "eager"), entry.architecture, entry.pooling, dense)
     example = [1, 7] if len(texts) > 7 else [0, len(texts) - 1]
     ex_len = int(mask[example].sum(axis=1).max())
     onnx_path = root / "onnx" / "model.onnx"
@@ -210,7 +230,7 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
         export.export_openvino(ov_source, root / "openvino_fp16", fp16=True)
     lap("openvino")
 
-    log("parity", "ONNX Runtime and OpenVINO against the PyTorch reference")
+    log("parity", "ONNX Runtime and OpenVINO against the reference")
     results = {
         "onnxruntime": parity.compare(reference, parity.run_onnxruntime(onnx_path, ids, mask), parity.FP32_THRESHOLDS),
         "openvino": parity.compare(reference, parity.run_openvino(root / "openvino" / "model.xml", ids, mask), parity.FP32_THRESHOLDS),
@@ -230,11 +250,11 @@ def _build(entry: ModelEntry, root: Path, corpus_dir: Path, fp16: bool, inputs: 
             + "; ".join(parity.format_figures(n, results[n]) for n in failed)
         )
     lap("parity")
-    write_json(root / MODEL_JSON, model_json(entry, ort_graph["file"]))
+    write_json(root / MODEL_JSON, model_json(entry, dense_at, ort_graph["file"]))
 
     log("payloads", f"seq lens {list(DEFAULT_SEQ_LENS)} x batch sizes {list(DEFAULT_BATCH_SIZES)}, {bodies} bodies each")
     write_payloads(entry.id, root, root / "payloads", corpus_dir, list(DEFAULT_SEQ_LENS), list(DEFAULT_BATCH_SIZES),
-                   entry.max_seq_length, bodies)
+                   entry.max_seq_length, bodies, entry.prompts)
     lap("payloads")
 
     precisions = {"onnx": "fp32", "openvino": "fp32"}

@@ -32,32 +32,67 @@ def load_hf_model(model_dir: Path, attn_implementation: str):
     return model.eval()
 
 
-def pool(hidden, attention_mask, pooling: str):
-    """Pools [batch, seq, dim] hidden states into [batch, dim] and L2-normalises them.
-
-    Shared by the exported wrapper and the PyTorch reference so both follow one definition;
-    the reference still runs the HF model's own forward, not the wrapper's.
-    """
+def pool_tokens(hidden, attention_mask, pooling: str):
+    """Pools [batch, seq, dim] hidden states into [batch, dim] (cls, mean over real tokens, or the last
+    real token of right-padded rows)."""
     import torch
 
     if pooling == "cls":
-        pooled = hidden[:, 0]
-    elif pooling == "mean":
+        return hidden[:, 0]
+    if pooling == "mean":
         m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-    elif pooling == "last_token":
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+    if pooling == "last_token":
         # Right padding: the last real token sits at length - 1.
         last = attention_mask.to(torch.int64).sum(dim=1) - 1
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    else:
-        raise ConvertError(f"Unknown pooling '{pooling}'")
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ConvertError(f"Unknown pooling '{pooling}'")
+
+
+def head(pooled, dense=()):
+    """The pipeline after pooling: the Dense layers in order (identity activation), then the L2 norm."""
+    for layer in dense:
+        pooled = layer(pooled)
     norm = pooled.norm(p=2, dim=-1, keepdim=True).clamp(min=1e-12)
     return pooled / norm
 
 
-def make_wrapper(model, architecture: str, pooling: str):
-    """A torch module (input_ids, attention_mask) -> sentence_embedding for `model`."""
+def pool(hidden, attention_mask, pooling: str, dense=()):
+    """Pooling, Dense layers and L2 norm: [batch, seq, dim] hidden states to sentence embeddings.
+
+    Shared by the exported wrapper and the mistakes in the reference, so both follow one definition.
+    """
+    return head(pool_tokens(hidden, attention_mask, pooling), dense)
+
+
+def load_dense(model_root: Path, paths: list[str], specs) -> list:
+    """The Dense layers as torch Linear modules, from each folder's model.safetensors (linear.weight [out, in],
+    linear.bias when the spec has a bias). `paths` are relative to the model folder ("pytorch/2_Dense")."""
     import torch
+    from safetensors.torch import load_file
+
+    layers = []
+    for path, spec in zip(paths, specs):
+        tensors = load_file(str(model_root / path / "model.safetensors"))
+        layer = torch.nn.Linear(spec.in_features, spec.out_features, bias=spec.bias)
+        with torch.no_grad():
+            layer.weight.copy_(tensors["linear.weight"].to(torch.float32))
+            if spec.bias:
+                layer.bias.copy_(tensors["linear.bias"].to(torch.float32))
+        layers.append(layer.eval())
+    return layers
+
+
+def make_wrapper(model, architecture: str, pooling: str, dense=(), attention: str | None = None):
+    """A torch module (input_ids, attention_mask) -> sentence_embedding for `model`: the model, pooling,
+    the Dense layers `dense` (torch Linear modules, in order) and the L2 norm.
+
+    `attention` overrides a decoder's configured attention ("causal" / "bidirectional"); the reference's
+    mistakes use it, the export never does.
+    """
+    import torch
+
+    dense_layers = torch.nn.ModuleList(dense)
 
     class EncoderEmbedder(torch.nn.Module):
         """BERT / XLM-R: embeddings, then the encoder layers with an explicit additive mask."""
@@ -65,13 +100,14 @@ def make_wrapper(model, architecture: str, pooling: str):
         def __init__(self):
             super().__init__()
             self.model = model
+            self.dense = dense_layers
 
         def forward(self, input_ids, attention_mask):
             hidden = self.model.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
             keep = attention_mask[:, None, None, :].to(hidden.dtype)
             additive = (1.0 - keep) * torch.finfo(hidden.dtype).min
             hidden = self.model.encoder(hidden, attention_mask=additive)[0]
-            return pool(hidden, attention_mask, pooling)
+            return pool(hidden, attention_mask, pooling, self.dense)
 
     class DecoderEmbedder(torch.nn.Module):
         """Qwen3 / Gemma3: the model's forward with prepared 4D masks, one per layer type.
@@ -83,6 +119,7 @@ def make_wrapper(model, architecture: str, pooling: str):
         def __init__(self, causal: bool, window: int | None):
             super().__init__()
             self.model = model
+            self.dense = dense_layers
             self.causal = causal
             self.window = window
 
@@ -104,7 +141,7 @@ def make_wrapper(model, architecture: str, pooling: str):
             additive = {name: torch.where(m, zero, lowest) for name, m in masks.items()}
             position_ids = pos.unsqueeze(0).expand_as(input_ids)
             out = self.model(input_ids=input_ids, attention_mask=additive, position_ids=position_ids, use_cache=False)
-            return pool(out.last_hidden_state, attention_mask, pooling)
+            return pool(out.last_hidden_state, attention_mask, pooling, self.dense)
 
     if architecture in ("bert", "xlm-roberta"):
         return EncoderEmbedder().eval()
@@ -113,6 +150,8 @@ def make_wrapper(model, architecture: str, pooling: str):
         layer_types = getattr(cfg, "layer_types", None) or ["full_attention"]
         window = getattr(cfg, "sliding_window", None) if "sliding_attention" in layer_types else None
         bidirectional = bool(getattr(cfg, "use_bidirectional_attention", False))
+        if attention is not None:
+            bidirectional = attention == "bidirectional"
         return DecoderEmbedder(causal=not bidirectional, window=window).eval()
     raise ConvertError(f"No export wrapper for architecture '{architecture}'")
 

@@ -30,6 +30,7 @@ TOOLS = (
     "safetensors",
     "numpy",
     "huggingface-hub",
+    "sentence-transformers",
 )
 
 

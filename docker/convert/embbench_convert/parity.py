@@ -33,15 +33,16 @@ def load_tokenizer(tokenizer_json: Path, max_seq_length: int, pad_token: str):
     return tok
 
 
-def encode_batch(tok, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    encs = tok.encode_batch(texts, add_special_tokens=True)
+def encode_batch(tok, texts: list[str], add_special_tokens: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """ids and attention_mask as a server builds them (truncated, right-padded to the longest row)."""
+    encs = tok.encode_batch(texts, add_special_tokens=add_special_tokens)
     ids = np.array([e.ids for e in encs], dtype=np.int64)
     mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
     return ids, mask
 
 
-def torch_reference(model, pooling: str, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Embeddings from the HF model's own forward (default attention) plus pooling and L2 norm."""
+def torch_reference(model, pooling: str, ids: np.ndarray, mask: np.ndarray, dense=()) -> np.ndarray:
+    """Embeddings from the HF model's own forward (default attention) plus pooling, Dense layers and L2 norm."""
     import torch
 
     from .export import pool
@@ -50,7 +51,7 @@ def torch_reference(model, pooling: str, ids: np.ndarray, mask: np.ndarray) -> n
         t_ids = torch.from_numpy(ids)
         t_mask = torch.from_numpy(mask)
         out = model(input_ids=t_ids, attention_mask=t_mask)
-        return pool(out.last_hidden_state, t_mask, pooling).float().numpy()
+        return pool(out.last_hidden_state, t_mask, pooling, dense).float().numpy()
 
 
 def run_onnxruntime(onnx_path: Path, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

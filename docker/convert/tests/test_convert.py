@@ -11,8 +11,9 @@ from conftest import CORPUS_DIR, MODELS_FILE, convert, tree_hashes
 
 def test_tiny_xlmr_folder_has_the_contract_layout(tiny_xlmr):
     model = json.loads((tiny_xlmr / "embbench_model.json").read_text())
-    assert model == {"name": "tiny-xlmr", "architecture": "xlm-roberta", "pooling": "cls", "normalize": True,
-                     "max_seq_length": 512, "embedding_dim": 64, "ort_graph": "onnx/model_fused.onnx"}
+    assert model == {"name": "tiny-xlmr", "architecture": "xlm-roberta", "attention": "bidirectional", "pooling": "cls",
+                     "dense": [], "normalize": True, "max_seq_length": 512, "embedding_dim": 64, "prompts": {},
+                     "dimensions": {"min": 64, "max": 64, "sizes": [64]}, "ort_graph": "onnx/model_fused.onnx"}
     for rel in ("pytorch/model.safetensors", "pytorch/config.json", "pytorch/tokenizer.json",
                 "pytorch/tokenizer_config.json", "pytorch/special_tokens_map.json", "pytorch/sentencepiece.bpe.model",
                 "onnx/model.onnx", "onnx/model_fused.onnx", "openvino/model.xml", "openvino/model.bin",
@@ -133,8 +134,8 @@ def test_parity_failure_exits_1_with_figures_and_leaves_no_folder(tmp_path, monk
 
     real = export.make_wrapper
 
-    def mask_ignoring_wrapper(model, architecture, pooling):
-        inner = real(model, architecture, pooling)
+    def mask_ignoring_wrapper(*args, **kwargs):
+        inner = real(*args, **kwargs)
 
         class IgnoresMask(torch.nn.Module):
             def __init__(self):

@@ -93,3 +93,39 @@ def test_payloads_command_rejects_bad_lists(tiny_xlmr):
         assert run.returncode == 2 and "--bodies must be a positive integer" in run.stderr, run.stderr
     run = run_cli("payloads", "--model-dir", str(tiny_xlmr.parent / "missing"))
     assert run.returncode == 2 and "run convert first" in run.stderr
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_qwen3"])
+def test_prompt_payloads_have_exact_token_counts_with_the_prompt_prepended(request, fixture):
+    model_dir = request.getfixturevalue(fixture)
+    facts = json.loads((model_dir / "embbench_model.json").read_text())
+    prompts = facts["prompts"]
+    tok = load_plain_tokenizer(model_dir / "pytorch" / "tokenizer.json")
+    index = json.loads((model_dir / "payloads" / "index.json").read_text())
+    plain = [(p["seq_len"], p["batch_size"]) for p in index["payloads"] if p["prompt_name"] is None]
+    assert plain == [(32, 1), (32, 8), (128, 1), (128, 8), (512, 1), (512, 8)]
+    for name, prompt in prompts.items():
+        entries = [p for p in index["payloads"] if p["prompt_name"] == name]
+        # lengths the prompt alone fills are skipped, and listed as such
+        overhead = count_tokens(tok, prompt)
+        skipped = [(p["seq_len"], p["batch_size"]) for p in index["skipped"] if p["prompt_name"] == name]
+        assert skipped == [(L, B) for L, B in plain if L <= overhead], name
+        assert [(p["seq_len"], p["batch_size"]) for p in entries] == [(L, B) for L, B in plain if L > overhead]
+        assert all(not (model_dir / "payloads" / f"seq{L}_b{B}_{name}.jsonl").exists() for L, B in skipped)
+        for p in entries:
+            L, B = p["seq_len"], p["batch_size"]
+            assert p["lines"] == f"seq{L}_b{B}_{name}.jsonl" and p["file"] == f"seq{L}_b{B}_{name}.json"
+            lines = (model_dir / "payloads" / p["lines"]).read_text(encoding="utf-8")[:-1].split("\n")
+            bodies = [json.loads(line) for line in lines]
+            assert len(bodies) == 64 and len(set(lines)) == 64
+            assert all(set(b) == {"inputs", "prompt_name"} and b["prompt_name"] == name for b in bodies)
+            texts = [t for b in bodies for t in b["inputs"]]
+            assert len(set(texts)) == len(texts) and all(len(b["inputs"]) == B for b in bodies)
+            assert {count_tokens(tok, prompt + t) for t in texts} == {L}, p["lines"]
+            first = json.loads((model_dir / "payloads" / p["file"]).read_text(encoding="utf-8"))
+            assert first == bodies[0]
+    # the default payloads stay bodies of documents without a prompt
+    for p in index["payloads"]:
+        if p["prompt_name"] is None:
+            line = (model_dir / "payloads" / p["lines"]).read_text(encoding="utf-8").split("\n")[0]
+            assert set(json.loads(line)) == {"inputs"}
