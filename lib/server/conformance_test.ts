@@ -14,6 +14,7 @@ import {
   observeHealthStartup,
   ortGraphCheck,
   parseOsThreads,
+  referenceCaseCheckName,
   runConformance,
   startupProblems,
 } from "./conformance.ts";
@@ -960,6 +961,8 @@ function startPythonServer(modelDir: string, maxBatch: number): {
 const modelDirs = [
   `${repo}models/tiny-xlmr`,
   `${repo}models/minilm`,
+  `${repo}models/tiny-qwen3`,
+  `${repo}models/tiny-gemma3`,
   ...(Deno.env.get("EMBBENCH_TEST_MODEL_DIRS") ?? "").split(",").filter((d) => d !== ""),
 ];
 
@@ -1049,28 +1052,56 @@ function dropEndOfText(dir: string): void {
   Deno.writeTextFileSync(path, JSON.stringify(tokenizer));
 }
 
-/** A deliberately broken twin: its folder copied and broken, served as is, must fail with the mistake named. */
-const brokenTwins: { model: string; mistake: RegExp; needs?: string; breakIt(dir: string): Promise<void> }[] =
-  [
-    {
-      model: "tiny-gemma3",
-      mistake: /^rows match 'dense layers skipped'/,
-      needs: convertPython,
-      async breakIt(dir) {
-        const out = await new Deno.Command(convertPython, {
-          args: ["-c", BYPASS_DENSE, dir],
-          stderr: "piped",
-        })
-          .output();
-        ok(out.success, new TextDecoder().decode(out.stderr));
-      },
-    },
-    {
-      model: "tiny-qwen3",
-      mistake: /^rows match '<\|endoftext\|> not appended'/,
-      breakIt: (dir) => Promise.resolve(dropEndOfText(dir)),
-    },
-  ];
+/** Empties every prompt of embbench_model.json: the server accepts prompt_name but prepends nothing. */
+function emptyPrompts(dir: string): void {
+  const path = `${dir}/embbench_model.json`;
+  const spec = JSON.parse(Deno.readTextFileSync(path));
+  spec.prompts = Object.fromEntries(Object.keys(spec.prompts).map((name) => [name, ""]));
+  Deno.writeTextFileSync(path, JSON.stringify(spec));
+}
+
+/** Runs BYPASS_DENSE on a model folder with convert's Python. */
+async function bypassDense(dir: string): Promise<void> {
+  const out = await new Deno.Command(convertPython, { args: ["-c", BYPASS_DENSE, dir], stderr: "piped" })
+    .output();
+  ok(out.success, new TextDecoder().decode(out.stderr));
+}
+
+/**
+ * A deliberately broken twin: its folder copied and broken, served as is, must fail `check` (default:
+ * the reference texts) with the mistake named.
+ */
+interface BrokenTwin {
+  model: string;
+  how: string;
+  check?: string;
+  mistake: RegExp;
+  needs?: string;
+  breakIt(dir: string): Promise<void> | void;
+}
+
+const brokenTwins: BrokenTwin[] = [
+  {
+    model: "tiny-gemma3",
+    how: "its graph without the Dense layers",
+    mistake: /^rows match 'dense layers skipped'/,
+    needs: convertPython,
+    breakIt: bypassDense,
+  },
+  {
+    model: "tiny-gemma3",
+    how: "its prompts emptied",
+    check: referenceCaseCheckName({ promptName: "query", dimensions: null }),
+    mistake: /rows match 'prompt 'query' not applied'/,
+    breakIt: emptyPrompts,
+  },
+  {
+    model: "tiny-qwen3",
+    how: "its tokenizer without <|endoftext|>",
+    mistake: /^rows match '<\|endoftext\|> not appended'/,
+    breakIt: dropEndOfText,
+  },
+];
 
 for (const twin of brokenTwins) {
   const source = `${twinsDir}/${twin.model}`;
@@ -1087,8 +1118,8 @@ for (const twin of brokenTwins) {
     : "";
   Deno.test({
     name:
-      `runConformance() fails docker/python's onnxruntime server with a broken ${twin.model}, naming the ` +
-      `mistake${missing ? ` (ignored: ${missing})` : ""}`,
+      `runConformance() fails docker/python's onnxruntime server with ${twin.model}, ${twin.how}, naming ` +
+      `the mistake${missing ? ` (ignored: ${missing})` : ""}`,
     ignore: missing !== "",
     async fn() {
       const dir = Deno.makeTempDirSync({ prefix: `embbench-broken-${twin.model}-` });
@@ -1112,9 +1143,9 @@ for (const twin of brokenTwins) {
         } finally {
           await server.stop();
         }
-        const reference = checks.find((c) => c.name === "embeddings match the reference")!;
-        ok(!reference.ok, reference.detail);
-        match(reference.detail, twin.mistake);
+        const check = checks.find((c) => c.name === (twin.check ?? "embeddings match the reference"))!;
+        ok(!check.ok, check.detail);
+        match(check.detail, twin.mistake);
       } finally {
         Deno.removeSync(dir, { recursive: true });
       }
