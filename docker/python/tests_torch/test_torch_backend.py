@@ -252,3 +252,35 @@ def test_the_first_dense_layer_must_take_the_hidden_size(tmp_path):
     (model_dir / "embbench_model.json").write_text(json.dumps(spec))
     with pytest.raises(ConfigError, match=r"hidden_size is 16: expected 12, embbench_model.json's dense\[0\].in"):
         load_backend(model_dir)
+
+
+# ----- the converted twins (when `embbench convert tiny-qwen3 tiny-gemma3` has written them)
+
+MODELS = Path(__file__).resolve().parents[3] / "models"
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen3", "tiny-gemma3"])
+def test_converted_twin_matches_its_reference_with_every_prompt_and_size(name):
+    from embbench_server.text_tokenizer import TextTokenizer
+
+    model_dir = MODELS / name
+    reference = model_dir / "reference" / "embeddings.json"
+    if not reference.is_file():
+        pytest.skip(f"models/{name} not converted")
+    ref = json.loads(reference.read_text())
+    backend = load_backend(model_dir)
+    spec = backend.spec
+    tokenizer = TextTokenizer(model_dir / "pytorch", spec.max_seq_length)
+
+    def embed(texts, prompt_name=None, dimensions=None):
+        prompt = spec.prompts[prompt_name] if prompt_name else ""
+        rows = run(backend, tokenizer.encode([prompt + t for t in texts]))
+        if dimensions:
+            rows = rows[:, :dimensions] / np.linalg.norm(rows[:, :dimensions], axis=1, keepdims=True)
+        return rows
+
+    assert np.abs(embed(ref["texts"]) - np.array(ref["embeddings"])).max() < 1e-4
+    assert ref.get("cases"), "the reference has no prompt or dimension cases"
+    for case in ref["cases"]:
+        rows = embed(case["texts"], case["prompt_name"], case["dimensions"])
+        assert np.abs(rows - np.array(case["embeddings"])).max() < 1e-4, case["prompt_name"] or case["dimensions"]
