@@ -251,3 +251,11 @@ TEST_CASE("Split behaviours keep, drop or merge the matches as HF does") {
   CHECK(ids("Contiguous", false, "abba") == Ids{0, 1, 1, 0});
   CHECK(ids("Removed", true, "aba") == Ids{1});
 }
+
+TEST_CASE("Prepend adds its text before a non-empty string only (older Gemma and Llama files)") {
+  const auto t = Tokenizer::from_json(R"json({"normalizer": {"type": "Sequence", "normalizers": [
+      {"type": "Prepend", "prepend": "\u2581"}, {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+    "model": {"type": "BPE", "vocab": {"\u2581": 0, "a": 1, "\u2581a": 2}, "merges": [["\u2581", "a"]]}})json", "prepend");
+  CHECK(t.encode("a a").ids == Ids{2, 2});
+  CHECK(t.encode("").ids.empty());
+}
