@@ -572,7 +572,9 @@ function methodologySection(run: RunInfo): Block[] {
       cpusetSize(run.cpus.server)
     } CPUs) with a ${c.container.memory_limit} memory limit, NUM_THREADS by the policy ${
       policyText(run)
-    } (each server's value is under Environment), batches of at most ${c.container.max_batch} texts and ${c.container.max_inflight} request(s) computed at a time (MAX_INFLIGHT; further requests wait in a queue); each request's texts are tokenized and run as one batch, and the contract has no batching across requests (dynamic batching) yet.`,
+    } (each server's value is under Environment), batches of at most ${c.container.max_batch} texts and ${c.container.max_inflight} request(s) computed at a time (MAX_INFLIGHT; further requests wait in a FIFO queue). ${
+      servingText(c)
+    }`,
     `Load: oha pinned to CPUs ${run.cpus.loadgen}, uncompressed answers, a ${c.measurement.timeout_s} s timeout per request. Closed loop: each of c connections sends its next request when the previous one is answered.${
       c.open_loop
         ? ` Open loop: requests arrive at a fixed rate, ${
@@ -582,7 +584,11 @@ function methodologySection(run: RunInfo): Block[] {
     }`,
     `Request bodies: for each sequence length (${
       c.input.sequence_lengths.join(", ")
-    } tokens) and batch size, distinct bodies (one per line, oha picks one at random per request), texts of exactly that many tokens, special tokens included, so no server can answer from a cache.`,
+    } tokens) and batch size, distinct bodies (one per line, oha picks one at random per request), texts of exactly that many tokens, special tokens included, so no server can answer from a cache.${
+      c.input.prompt_name
+        ? ` Every body names the model's "${c.input.prompt_name}" prompt (prompt_name), and its texts are exactly that many tokens with the prompt applied.`
+        : " The texts are documents without a prompt."
+    }`,
     `Passes: every cell is measured in ${c.measurement.passes} pass(es). Each pass starts every framework's container afresh and takes the frameworks in turn, starting one further each pass, so drift over time is not blamed on one framework. One container serves all of a framework's cells of a model in a pass, one cell after the other.`,
     `Start-up: each server stamps the stages of its start on its monotonic clock (/info startup: process started, runtime ready, model loaded, warm-up answered), and the harness places the stamps on its own timeline through the clock reading /info returns, taken within the harness's /info call (so off by at most half that call's round trip): container start, runtime import, model load and warm-up. Healthy is container creation requested → the first 200 from /health, polled every 20 ms at first and every 200 ms after 50 polls; a server answers 200 only after one warm-up inference. A cell's start-up figures are the medians over its passes' containers.`,
     !(c.measurement.cold_starts >= 0)
@@ -720,4 +726,24 @@ export function buildReport(
       ...methodologySection(run),
     ],
   };
+}
+
+/** The methodology's sentence on the serving modes the run measured (docker/CONTRACT.md). */
+function servingText(
+  c: { serving?: readonly string[]; container: { max_batch_tokens?: number; max_wait_us?: number } },
+): string {
+  const modes = c.serving ?? ["sequential"];
+  const sequential =
+    "sequential: each request's texts are tokenized, padded to their longest row and run as one inference";
+  const batched = `batched: the server joins queued requests into one inference of at most ${
+    c.container.max_batch_tokens ?? 16384
+  } padded tokens, waiting at most ${
+    c.container.max_wait_us ?? 0
+  } µs for more, and returns each request its own rows (text-embeddings-inference's way)`;
+  const described = modes.map((m) => m === "batched" ? batched : sequential);
+  return modes.length > 1
+    ? `Each framework is measured in ${modes.length} serving modes, labelled apart (batched cells as "<framework>+batched"): ${
+      described.join("; ")
+    }.`
+    : `Serving mode ${described[0]}.`;
 }
