@@ -148,6 +148,8 @@ pub fn run(
         std::fs::read(&args.payload).with_context(|| format!("cannot read the payload {}", args.payload.display()))?;
     let request = parse_embed_request(&body, settings.max_batch)
         .map_err(|e| anyhow::anyhow!("{} is not a valid /embed body: {}", args.payload.display(), e.message))?;
+    // A prompt payload (seq<L>_b<B>_<prompt>.jsonl) is timed with its prompt applied, as the server would.
+    let options = request.options(spec).map_err(|e| anyhow::anyhow!("{}: {}", args.payload.display(), e.message))?;
 
     // LOAD_DELAY_MS only serves `verify`'s 503 check: not slept here.
     let startup = Startup::new();
@@ -155,7 +157,6 @@ pub fn run(
     let loaded = load(settings, spec, &LoadProgress::new(&startup, Duration::ZERO))?;
     let load_time = load_started.elapsed();
     let tokenizer = TextTokenizer::load(&settings.model_dir, spec.max_seq_length)?;
-    let options = request.options(spec).map_err(|e| anyhow::anyhow!("{}: {}", args.payload.display(), e.message))?;
     let batch = tokenizer
         .encode_with_prompt(&request.inputs, &options.prompt, request.truncate)
         .map_err(|e| anyhow::anyhow!("{}: {}", args.payload.display(), e.message))?;
