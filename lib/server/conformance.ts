@@ -1812,10 +1812,27 @@ export async function checkBatchedRows(
   let rounds = 0;
   let inferences = 0;
   let requests = 0;
+  // Each round first sends a blocker: one request of MAX_BATCH copies of the longest text. The texts sent
+  // while it runs queue behind it, so they meet in the queue even when a small model answers a lone text
+  // faster than a starved client can send the next one.
+  const longest = texts.reduce((a, b) => (b.length > a.length ? b : a), "");
+  const blockerRows = Number.isInteger(info.max_batch) && (info.max_batch as number) >= 1
+    ? Math.min(info.max_batch as number, 16)
+    : 1;
+  const blockerBody = JSON.stringify({ inputs: Array(blockerRows).fill(longest) });
   for (; rounds < BATCH_ROUNDS && shared === 0; rounds++) {
     const before = await readMetrics(baseUrl);
+    const blocker = request(baseUrl, "POST", "/embed", blockerBody, timeoutMs);
     const rows = await Promise.all(texts.map(embedOne));
+    const blocked = await blocker;
     const after = await readMetrics(baseUrl);
+    if (typeof blocked === "string" || blocked.status !== 200) {
+      return fail(
+        `round ${rounds + 1}, the blocker request of ${blockerRows} texts: ${
+          typeof blocked === "string" ? blocked : `answered ${blocked.status}: ${blocked.body.slice(0, 200)}`
+        }`,
+      );
+    }
     for (const [i, row] of rows.entries()) {
       if (typeof row === "string") return fail(`round ${rounds + 1}, text ${i}: ${row}`);
       worst = Math.max(worst, maxAbsDiff(row, alone[i]!));
@@ -1829,7 +1846,7 @@ export async function checkBatchedRows(
     if (k < n) shared++;
   }
   const detail =
-    `${requests} concurrent requests of ${texts.length} texts in ${rounds} round(s) ran as ${inferences} ` +
+    `${requests} concurrent requests (${texts.length} texts, each round behind a request of ${blockerRows}) in ${rounds} round(s) ran as ${inferences} ` +
     `inferences; worst |Δ| to the text alone ${worst.toExponential(2)} (tolerance ${MAX_ABS_DIFF})`;
   const metrics = { rounds, requests, inferences, worstAbsDiff: worst };
   if (shared === 0) return { name, ok: false, detail: `never batched: ${detail}`, metrics };

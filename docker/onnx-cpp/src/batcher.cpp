@@ -138,8 +138,17 @@ void Batcher::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
                          " rows");
     }
   } catch (...) {
-    const auto err = std::current_exception();
-    for (auto& p : batch) p->done.set_exception(err);
+    if (batch.size() > 1) {
+      // One request's failure must not fail the others it shared the batch with: each runs alone
+      // (docker/CONTRACT.md), and only the requests that fail alone answer the error.
+      for (auto& p : batch) {
+        std::vector<std::unique_ptr<Pending>> alone;
+        alone.push_back(std::move(p));
+        run_batch(alone);
+      }
+      return;
+    }
+    batch.front()->done.set_exception(std::current_exception());
     return;
   }
   if (on_batch_) on_batch_(out.rows);

@@ -358,3 +358,37 @@ TEST_CASE("Batcher: many concurrent submitters all get their own rows; a failing
   CHECK(rows == 32 * 20 * 2);
   CHECK(m.batch_count() < 32 * 20);  // some requests shared an inference
 }
+
+TEST_CASE("Batcher: a request that fails a shared inference fails alone; the others it shared with are answered") {
+  FakeModel m;
+  // Any batch holding the poisoned row (tag 666) fails, as an inference a bad input breaks would.
+  Batcher b({.max_batch_tokens = 64, .max_wait = 300ms, .workers = 1}, kPad, [&](const Batch& batch) {
+    for (std::size_t r = 0; r < batch.rows; ++r) {
+      if (batch.input_ids[r * batch.seq] == 666) {
+        std::lock_guard lk(m.mu);
+        m.batches.push_back({666});
+        throw embbench::BackendError("poisoned");
+      }
+    }
+    return m.run(batch);
+  });
+  std::vector<std::thread> threads;
+  std::atomic<int> answered{0}, failed{0};
+  for (const int64_t tag : {11, 666, 12, 13}) {
+    threads.emplace_back([&, tag] {
+      try {
+        const auto r = b.submit({row(tag, 3)});
+        if (r.rows == 1 && r.embeddings[0] == static_cast<float>(tag)) ++answered;
+      } catch (const embbench::BackendError& e) {
+        if (tag == 666 && std::string(e.what()) == "poisoned") ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(answered == 3);
+  CHECK(failed == 1);
+  // The shared attempt failed once, then each request ran alone (the poisoned one failing again).
+  std::size_t alone = 0;
+  for (const auto& tags : m.batches) alone += tags.size() == 1 ? 1 : 0;
+  CHECK(alone >= 4);
+}

@@ -300,6 +300,13 @@ fn run_batch(shared: &Shared, batch: Vec<Job>) {
                 let _ = job.reply.send(Ok(Answer { rows, started, finished, batch_requests, batch_rows }));
             }
         }
+        // One request's failure must not fail the others it shared the batch with: each runs again alone
+        // (docker/CONTRACT.md), and only a request that fails alone answers the error.
+        Err(_) if batch.len() > 1 => {
+            for job in batch {
+                run_batch(shared, vec![job]);
+            }
+        }
         Err(e) => {
             for job in batch {
                 let _ = job.reply.send(Err(e.clone()));
@@ -341,6 +348,8 @@ mod tests {
         fail: bool,
         panic: bool,
         extra_row: bool,
+        /// A batch holding a row that starts with this id fails (an input that breaks the runtime).
+        poison: Option<u32>,
     }
 
     impl Gated {
@@ -382,6 +391,11 @@ mod tests {
             }
             if self.fail {
                 anyhow::bail!("the fake runtime failed");
+            }
+            if let Some(poison) = self.poison {
+                if batch.input_ids.chunks(batch.seq).any(|row| row[0] == poison) {
+                    anyhow::bail!("the fake runtime choked on {poison}");
+                }
             }
             let mut rows: Vec<Vec<f32>> = batch
                 .lengths()
@@ -663,19 +677,41 @@ mod tests {
                 vec![request(&[(20, 2)]), request(&[(30, 2), (31, 2)])],
             );
             backend.open();
-            for (rx, rows) in pending.into_iter().zip([1, 3, 3]) {
+            for (rx, rows) in pending.into_iter().zip([1, 1, 2]) {
                 let e = rx.blocking_recv().unwrap().unwrap_err();
                 assert_eq!(e.kind, ErrorKind::Backend);
                 let says = says.replace("one row too many", &format!("{} rows for {rows} inputs", rows + 1));
                 assert!(e.message.contains(&says), "{}", e.message);
             }
-            assert_eq!(backend.batches(), vec![vec![10], vec![20, 30, 31]]);
+            // The shared batch failed, so each of its requests ran again alone (and failed alone).
+            assert_eq!(backend.batches(), vec![vec![10], vec![20, 30, 31], vec![20], vec![30, 31]]);
             assert!(metrics.render().contains("embbench_batch_size_count 0\n"), "failed inferences are not counted");
             // The worker survived and serves the next request.
             let rx = b.submit(request(&[(40, 2)])).1;
             assert!(rx.blocking_recv().unwrap().is_err());
-            assert_eq!(backend.batches().len(), 3);
+            assert_eq!(backend.batches().len(), 5);
         }
+    }
+
+    #[test]
+    fn a_request_that_fails_a_shared_batch_fails_alone_and_the_others_are_answered() {
+        let backend = Arc::new(Gated { closed: Mutex::new(true), poison: Some(66), ..Default::default() });
+        let (b, metrics) = batcher(&backend, policy(ServingMode::Batched, 16_384, 0), 1);
+        let pending = queue_behind_a_running_inference(
+            &b,
+            &backend,
+            request(&[(10, 2)]),
+            vec![request(&[(20, 2)]), request(&[(66, 2)]), request(&[(30, 3)])],
+        );
+        backend.open();
+        let answers: Vec<_> = pending.into_iter().map(|rx| rx.blocking_recv().unwrap()).collect();
+        assert_eq!(answers[0].as_ref().unwrap().rows, vec![vec![2.0, 10.0, 0.0]]);
+        assert_eq!(answers[1].as_ref().unwrap().rows, vec![vec![2.0, 20.0, 0.0]]);
+        let e = answers[2].as_ref().unwrap_err();
+        assert!(e.kind == ErrorKind::Backend && e.message.contains("choked on 66"), "{}", e.message);
+        assert_eq!(answers[3].as_ref().unwrap().rows, vec![vec![3.0, 30.0, 0.0]]);
+        assert_eq!(backend.batches(), vec![vec![10], vec![20, 66, 30], vec![20], vec![66], vec![30]]);
+        assert!(metrics.render().contains("embbench_batch_size_count 3\n"), "{}", metrics.render());
     }
 
     #[test]
