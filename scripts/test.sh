@@ -23,8 +23,8 @@ suite() {
   fi
 }
 
-# The two offline models first: the conformance tests and the image suites serve them.
-suite "convert tiny-xlmr minilm" ./embbench convert tiny-xlmr minilm
+# The offline models first (the two encoders and the decoder twins): the conformance tests and the image suites serve them.
+suite "convert tiny-xlmr minilm tiny-qwen3 tiny-gemma3" ./embbench convert tiny-xlmr minilm tiny-qwen3 tiny-gemma3
 # Harness: format, lint, type check, unit and Docker end-to-end tests.
 suite harness deno task check
 # The EC2 host's Terraform (fmt, validate, test on a mocked provider), checkov and shellcheck.
@@ -41,7 +41,7 @@ suite "all --quick" quick_run
 # Its report, as a reader opens it: from disk, offline, in headless Chromium, every chart drawn.
 suite "quick report in Chromium" deno run --allow-all scripts/check_report.ts "$(tail -1 "$quick_report" 2>/dev/null)"
 # Every image against both offline models, and a second build of every image from the layer cache.
-suite "verify tiny-xlmr minilm" ./embbench verify --model tiny-xlmr minilm
+suite "verify tiny-xlmr minilm tiny-qwen3 tiny-gemma3" ./embbench verify --model tiny-xlmr minilm tiny-qwen3 tiny-gemma3
 suite "rebuild from cache" bash scripts/check_rebuild.sh
 
 printf '\n' >&2
