@@ -6,8 +6,9 @@ What is the real models': the file names and module layout (modules.json, 1_Pool
 a Normalize module without a folder), the configs' keys (Gemma3 with use_bidirectional_attention and
 config.json's sliding_window 512, Qwen3), the widths models.yaml checks (EmbeddingGemma 768 with Dense
 768 -> 3072 -> 768, Qwen3-Embedding 1024), the prompts (EmbeddingGemma's fourteen task prompts) and
-Qwen3-Embedding's tokenizer conventions (<|endoftext|> appended, left padding in tokenizer_config.json).
-What is not: the depth, the head counts, the vocabulary (the project's tiny sentencepiece model).
+the tokenizers' kinds and conventions (the twins' own: Qwen3-Embedding's byte-level BPE with <|endoftext|>
+appended and left padding in tokenizer_config.json, EmbeddingGemma's BPE with byte fallback, <bos> ... <eos>).
+What is not: the depth, the head counts, the vocabulary (trained on the project corpus, a few thousand).
 """
 
 from __future__ import annotations
@@ -58,13 +59,9 @@ def snapshot_dir(hf_home: Path, repo_id: str) -> Path:
 def _tokenizer(folder: Path, corpus_dir: Path, max_seq_length: int, qwen3: bool):
     from embbench_convert import tiny
 
-    fast = tiny.write_tokenizer(tiny.train_sentencepiece(corpus_dir), folder, max_seq_length)
-    if qwen3:
-        fast = tiny.make_qwen3_tokenizer(folder, max_seq_length)
-        cfg = json.loads((folder / "tokenizer_config.json").read_text())
-        cfg["padding_side"] = "left"  # as Qwen3-Embedding's tokenizer_config.json
-        _write(folder / "tokenizer_config.json", cfg)
-    return fast
+    if qwen3:  # left padding, as Qwen3-Embedding's tokenizer_config.json
+        return tiny.write_qwen3_tokenizer(corpus_dir, folder, max_seq_length, padding_side="left")
+    return tiny.write_gemma3_tokenizer(corpus_dir, folder, max_seq_length)
 
 
 def _dense(folder: Path, path: str, n_in: int, n_out: int, seed: int) -> None:
