@@ -140,7 +140,7 @@ def write_payloads(
                 stem = f"seq{L}_b{B}" + ("" if prompt_name is None else f"_{prompt_name}")
                 if prompt_name is not None and overhead >= L:
                     # No text fits: a prompted payload of this length cannot exist (tiny-qwen3's query
-                    # prompt is 42 tokens with its small vocabulary); the plain payloads always do.
+                    # prompt is 48 tokens with its small vocabulary); the plain payloads always do.
                     skipped.append({"lines": f"{stem}.jsonl", "seq_len": L, "batch_size": B, "prompt_name": prompt_name,
                                     "reason": f"the prompt and special tokens alone are {overhead} tokens"})
                     log("payloads", f"no {stem}.jsonl: the '{prompt_name}' prompt alone is {overhead} tokens")
