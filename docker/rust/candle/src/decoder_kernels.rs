@@ -319,13 +319,7 @@ pub fn gated(x: &[f32], inter: usize, gate: Gate) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "at {i}: {x} vs {y}");
-        }
-    }
+    use crate::kernels::tests::close;
 
     #[test]
     fn rms_norm_scales_each_row_to_unit_rms_times_the_gain() {

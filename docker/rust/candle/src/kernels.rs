@@ -258,10 +258,11 @@ pub fn masked_softmax(scores: &[f32], mask: &[u32], s: AttentionShape) -> Vec<f3
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn close(a: &[f32], b: &[f32], tol: f32) {
+    /// Element-wise closeness, relative to the expected value; the kernel tests of both models use it.
+    pub(crate) fn close(a: &[f32], b: &[f32], tol: f32) {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert!((x - y).abs() <= tol * (1.0 + y.abs()), "at {i}: {x} vs {y}");
