@@ -622,6 +622,8 @@ interface ModelFacts {
   dimensions: Dimensions;
   /** The reference's prompt and dimension cases and known mistakes; undefined in folders that predate them. */
   reference: ReferenceChecks;
+  /** embbench_model.json's `ort_graph`: the fused graph the ONNX Runtime frontends load, if convert wrote one. */
+  ortGraph?: string;
 }
 
 /** A payloads/index.json entry of documents without a prompt (the prompt payloads' bodies carry prompt_name). */
@@ -714,6 +716,7 @@ async function readModelFacts(modelDir: string): Promise<ModelFacts> {
     sampleTexts,
     sampleSource,
     longTexts: await readLongTexts(modelDir, ref.texts),
+    ...(typeof spec.ort_graph === "string" ? { ortGraph: spec.ort_graph } : {}),
   };
 }
 
@@ -732,14 +735,17 @@ export const ORT_GRAPH_CHECK = "info: the ONNX Runtime frontend loads the fused 
 /** The fused ops a graph needs to count as fused: attention at least (ONNX Runtime's contrib op). */
 const REQUIRED_FUSED_OPS = ["Attention"];
 
-async function readOrtGraphFacts(modelDir: string): Promise<OrtGraphFacts | string> {
+/** The manifest's record of the fused graph, with embbench_model.json's `ort_graph` (already read). */
+async function readOrtGraphFacts(
+  modelDir: string,
+  ortGraph: string | undefined,
+): Promise<OrtGraphFacts | string> {
   try {
-    const spec = JSON.parse(await Deno.readTextFile(`${modelDir}/embbench_model.json`));
     const manifest = JSON.parse(await Deno.readTextFile(`${modelDir}/manifest.json`));
     const record = isRecord(manifest) && isRecord(manifest.ort_graph) ? manifest.ort_graph : {};
     const ops = isRecord(record.fused_ops) ? record.fused_ops : {};
     return {
-      ortGraph: isRecord(spec) && typeof spec.ort_graph === "string" ? spec.ort_graph : undefined,
+      ortGraph,
       fusedOps: Object.fromEntries(Object.entries(ops).filter(([, n]) => Number.isInteger(n))) as Record<
         string,
         number
@@ -747,9 +753,7 @@ async function readOrtGraphFacts(modelDir: string): Promise<OrtGraphFacts | stri
       reason: typeof record.reason === "string" ? record.reason : undefined,
     };
   } catch (e) {
-    return `cannot read ${modelDir}/embbench_model.json or manifest.json: ${
-      e instanceof Error ? e.message : e
-    }`;
+    return `cannot read ${modelDir}/manifest.json: ${e instanceof Error ? e.message : e}`;
   }
 }
 
@@ -1502,7 +1506,9 @@ export async function runConformance(o: ConformanceOptions): Promise<Conformance
         : `${threads.length} threads: ${[...new Set(threads.map((t) => t.name))].join(", ")}`,
     );
     if (o.onnxRuntime) {
-      const graph = unread ? { problem: unread } : ortGraphCheck(info, await readOrtGraphFacts(o.modelDir));
+      const graph = unread
+        ? { problem: unread }
+        : ortGraphCheck(info, await readOrtGraphFacts(o.modelDir, facts.ortGraph));
       add(ORT_GRAPH_CHECK, !("problem" in graph), "problem" in graph ? graph.problem : graph.detail);
     }
   }
